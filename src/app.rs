@@ -1,0 +1,145 @@
+//! Wiring of each command: read inputs, call the library, map failures to
+//! exit codes (2: invalid rules or arguments, 1: I/O failure).
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::{Cli, Command, GenArgs, ReplayArgs};
+use crate::event::{wire::decode_wire, TopicMap};
+use crate::gen::{generate, GenOptions};
+use crate::replay::{parse_line, replay_lines, Progress, Replayer};
+use crate::rules::{summary, RuleSet, RulesError};
+use crate::scoring::Engine;
+
+/// Runs one command and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::CheckRules { file } => check_rules(&file),
+        Command::Replay(args) => replay(&args),
+        Command::Gen(args) => report_io(gen(&args)),
+    }
+}
+
+fn report_io(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_rules(path: &Path) -> Result<RuleSet, ExitCode> {
+    RuleSet::load(path).map_err(|e| {
+        match &e {
+            RulesError::Io { .. } => eprintln!("error: {e}"),
+            RulesError::Invalid { path, errors } => {
+                for err in errors {
+                    eprintln!("{path}: {err}");
+                }
+                eprintln!("{path}: {} error(s)", errors.len());
+            }
+        }
+        ExitCode::from(2)
+    })
+}
+
+fn check_rules(path: &Path) -> ExitCode {
+    match load_rules(path) {
+        Ok(rules) => {
+            print!("{}: ok\n{}", path.display(), summary(&rules));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn replay(args: &ReplayArgs) -> ExitCode {
+    let rules = match load_rules(&args.rules) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let result = if args.decode_only { decode_only(args) } else { replay_file(args, rules) };
+    report_io(result)
+}
+
+fn open(path: &Path) -> anyhow::Result<BufReader<File>> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(BufReader::with_capacity(1 << 20, file))
+}
+
+fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(BufWriter::with_capacity(1 << 16, file))
+}
+
+fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
+    let input = open(&args.events)?;
+    let mut rejects: Box<dyn Write> = match &args.rejects_out {
+        Some(p) => Box::new(create(p)?),
+        None => Box::new(io::stderr().lock()),
+    };
+    let stdout = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let engine = Engine::new(rules, args.dedupe_window);
+    let mut replayer = Replayer::new(engine, TopicMap::default(), args.dedupe_window, stdout);
+    let mut progress = Progress::default();
+    replay_lines(&mut replayer, input, &mut rejects, &mut progress)
+        .with_context(|| format!("replaying {}", args.events.display()))?;
+    if let Some(until) = args.until {
+        replayer.advance(until).context("writing output")?;
+    }
+    rejects.flush().context("writing rejects")?;
+    if let Some(p) = &args.scores_out {
+        let mut out = create(p)?;
+        replayer.write_scores(&mut out).and_then(|_| out.flush()).context("writing scores")?;
+    }
+    let s = replayer.stats;
+    let (contacts, timers) = (replayer.contacts(), replayer.timers());
+    replayer.into_output().flush().context("writing output")?;
+    if args.rejects_out.is_some() {
+        eprintln!(
+            "replay: {} lines, {} events, {} rejected, {} duplicates skipped, {} contacts, {} tier changes, {} timers fired, {} pending",
+            s.lines, s.events, s.rejected, s.duplicates, contacts, s.changes, s.timers_fired, timers
+        );
+    }
+    Ok(())
+}
+
+/// Reads and decodes every line into the wire types, nothing more.
+fn decode_only(args: &ReplayArgs) -> anyhow::Result<()> {
+    let input = open(&args.events)?;
+    let (mut ok, mut bad) = (0u64, 0u64);
+    for line in input.split(b'\n') {
+        let line = line.context("reading events")?;
+        let decoded = std::str::from_utf8(&line)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| parse_line(t).ok().and_then(|r| decode_wire(&r.payload).ok()).is_some());
+        match decoded {
+            Some(true) => ok += 1,
+            Some(false) => bad += 1,
+            None => {}
+        }
+    }
+    eprintln!("decode-only: {ok} decoded, {bad} undecodable");
+    Ok(())
+}
+
+fn gen(args: &GenArgs) -> anyhow::Result<()> {
+    let opts = GenOptions { events: args.events, contacts: args.contacts, days: args.days, seed: args.seed, start: args.start };
+    match &args.out {
+        Some(p) => {
+            let mut out = create(p)?;
+            generate(&opts, &mut out).and_then(|_| out.flush()).with_context(|| format!("writing {}", p.display()))
+        }
+        None => {
+            let mut out = BufWriter::new(io::stdout().lock());
+            generate(&opts, &mut out).and_then(|_| out.flush()).context("writing events")
+        }
+    }
+}

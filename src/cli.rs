@@ -1,0 +1,85 @@
+//! Command line (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::time::EventTime;
+
+#[derive(Debug, Parser)]
+#[command(name = "leadscore", version, about = "Real-time lead scoring: exact decay, persistent timers, tier-change events")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Score a JSON-lines file of events with the same engine as the service (no Kafka).
+    Replay(ReplayArgs),
+    /// Validate a rules file: print a summary (exit 0) or every error (exit 2).
+    CheckRules {
+        /// The rules file (TOML).
+        file: PathBuf,
+    },
+    /// Generate a synthetic event file for replay or benchmarks.
+    Gen(GenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Rules file (TOML).
+    #[arg(long)]
+    pub rules: PathBuf,
+    /// Events file: one `{"topic","key","value"}` object or kcat `-J` envelope per line.
+    #[arg(long)]
+    pub events: PathBuf,
+    /// After the last event, advance the clock to this instant (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<EventTime>,
+    /// Write final scores (one line per contact and model) to this file.
+    #[arg(long)]
+    pub scores_out: Option<PathBuf>,
+    /// Write rejected lines here instead of stderr.
+    #[arg(long)]
+    pub rejects_out: Option<PathBuf>,
+    /// How long an event id is remembered for dedupe (e.g. `30d`, `12h`).
+    #[arg(long, default_value = "30d", value_parser = parse_duration_ms)]
+    pub dedupe_window: i64,
+    /// Only read and decode the input (no scoring): the throughput floor.
+    #[arg(long, hide = true)]
+    pub decode_only: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GenArgs {
+    /// Number of events.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Number of distinct contacts.
+    #[arg(long, default_value_t = 100_000)]
+    pub contacts: u64,
+    /// Days the events span.
+    #[arg(long, default_value_t = 90.0)]
+    pub days: f64,
+    /// Random seed (the same seed gives the same file).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// First event time (RFC 3339).
+    #[arg(long, default_value = "2026-01-05T08:00:00Z", value_parser = parse_time)]
+    pub start: EventTime,
+    /// Output file (default: stdout).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn parse_time(s: &str) -> Result<EventTime, String> {
+    EventTime::parse_rfc3339(s).ok_or_else(|| format!("`{s}` is not an RFC 3339 timestamp with offset"))
+}
+
+/// Parses a humantime duration (`30d`, `5m`, `1s`) into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    humantime::parse_duration(s)
+        .map(|d| d.as_millis().min(i64::MAX as u128) as i64)
+        .map_err(|e| format!("`{s}` is not a duration: {e}"))
+}

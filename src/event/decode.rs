@@ -1,0 +1,301 @@
+//! Bytes → validated [`Event`], or the reason it must be dead-lettered.
+
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use super::wire::{decode_wire, EventWire};
+use super::{ContactId, EmailAction, Event, EventBody, EventId, EventKind, FieldValue};
+use crate::time::EventTime;
+
+/// Largest accepted message value (SPEC §2: 64 KiB).
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// Why an input record was rejected. `reason()` gives the dead-letter reason.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum DecodeError {
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("field `{field}`: {reason}")]
+    SchemaViolation { field: String, reason: String },
+    #[error("message key `{key}` differs from contact_id `{contact_id}`")]
+    KeyMismatch { key: String, contact_id: String },
+    #[error("payload is {size} bytes, the limit is {MAX_PAYLOAD_BYTES}")]
+    PayloadTooLarge { size: usize },
+    #[error("topic `{0}` is not one of the input topics")]
+    UnknownTopic(String),
+    #[error("occurred_at {occurred_at} is more than {skew_ms} ms ahead of the clock ({clock})")]
+    FutureTimestamp {
+        occurred_at: String,
+        clock: String,
+        skew_ms: i64,
+    },
+}
+
+impl DecodeError {
+    /// The machine-readable reason of SPEC §2 / §6.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::InvalidJson(_) => "invalid_json",
+            DecodeError::SchemaViolation { .. } => "schema_violation",
+            DecodeError::KeyMismatch { .. } => "key_mismatch",
+            DecodeError::PayloadTooLarge { .. } => "payload_too_large",
+            DecodeError::UnknownTopic(_) => "unknown_topic",
+            DecodeError::FutureTimestamp { .. } => "future_timestamp",
+        }
+    }
+
+    pub(crate) fn schema(field: &str, reason: impl Into<String>) -> Self {
+        DecodeError::SchemaViolation {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Decodes one message value of a topic of `kind`. `key` is the message key,
+/// if the record has one.
+pub fn decode(kind: EventKind, key: Option<&[u8]>, payload: &[u8]) -> Result<Event, DecodeError> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(DecodeError::PayloadTooLarge {
+            size: payload.len(),
+        });
+    }
+    let wire = match decode_wire(payload) {
+        Ok(wire) => wire,
+        Err(e) if e.is_data() => wire_from_value(kind, payload)?,
+        Err(e) => return Err(DecodeError::InvalidJson(e.to_string())),
+    };
+    let event = validate(kind, wire)?;
+    if let Some(key) = key {
+        if key != event.contact.0.as_bytes() {
+            return Err(DecodeError::KeyMismatch {
+                key: String::from_utf8_lossy(key).into_owned(),
+                contact_id: event.contact.0,
+            });
+        }
+    }
+    Ok(event)
+}
+
+/// Slow path, taken only when the typed decode failed on a value's type: finds
+/// the offending field among those `kind` uses, or builds the wire struct from
+/// the fields that matter (a mistyped field of another kind is ignored).
+fn wire_from_value(kind: EventKind, payload: &[u8]) -> Result<EventWire, DecodeError> {
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+    let Value::Object(obj) = value else {
+        return Err(DecodeError::schema("$", "the event must be a JSON object"));
+    };
+    let mut wire = EventWire {
+        event_id: string_field(&obj, "event_id")?,
+        contact_id: string_field(&obj, "contact_id")?,
+        occurred_at: string_field(&obj, "occurred_at")?,
+        ..EventWire::default()
+    };
+    match kind {
+        EventKind::PageVisit => {
+            wire.url = string_field(&obj, "url")?;
+            wire.referrer = string_field(&obj, "referrer")?;
+            wire.title = string_field(&obj, "title")?;
+        }
+        EventKind::Email => {
+            wire.email_id = string_field(&obj, "email_id")?;
+            wire.action = string_field(&obj, "action")?;
+            wire.link_url = string_field(&obj, "link_url")?;
+        }
+        EventKind::Form => {
+            wire.form_id = string_field(&obj, "form_id")?;
+            wire.fields = match obj.get("fields") {
+                None | Some(Value::Null) => None,
+                Some(Value::Object(map)) => Some(map.clone()),
+                Some(_) => return Err(DecodeError::schema("fields", "must be an object")),
+            };
+        }
+        EventKind::Purchase => {
+            wire.product_id = string_field(&obj, "product_id")?;
+            wire.currency = string_field(&obj, "currency")?;
+            wire.amount = match obj.get("amount") {
+                None | Some(Value::Null) => None,
+                Some(Value::Number(n)) => n.as_f64(),
+                Some(_) => return Err(DecodeError::schema("amount", "must be a number")),
+            };
+        }
+    }
+    Ok(wire)
+}
+
+fn string_field(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, DecodeError> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(DecodeError::schema(name, "must be a string")),
+    }
+}
+
+fn required(value: Option<String>, field: &str) -> Result<String, DecodeError> {
+    value.ok_or_else(|| DecodeError::schema(field, "is required"))
+}
+
+fn bounded(value: Option<String>, field: &str, max_chars: usize) -> Result<String, DecodeError> {
+    let value = required(value, field)?;
+    let chars = value.chars().count();
+    if chars == 0 || chars > max_chars {
+        return Err(DecodeError::schema(
+            field,
+            format!("must be 1 to {max_chars} characters, got {chars}"),
+        ));
+    }
+    Ok(value)
+}
+
+fn validate(kind: EventKind, w: EventWire) -> Result<Event, DecodeError> {
+    let id = bounded(w.event_id, "event_id", 128)?;
+    let contact = bounded(w.contact_id, "contact_id", 256)?;
+    let occurred_text = required(w.occurred_at, "occurred_at")?;
+    let occurred_at = EventTime::parse_rfc3339(&occurred_text).ok_or_else(|| {
+        DecodeError::schema(
+            "occurred_at",
+            format!("`{occurred_text}` is not an RFC 3339 timestamp with offset"),
+        )
+    })?;
+    let body = match kind {
+        EventKind::PageVisit => EventBody::PageVisit {
+            url: required(w.url, "url")?,
+            referrer: w.referrer,
+            title: w.title,
+        },
+        EventKind::Email => EventBody::Email {
+            email_id: required(w.email_id, "email_id")?,
+            action: email_action(w.action.as_deref())?,
+            link_url: w.link_url,
+        },
+        EventKind::Form => EventBody::Form {
+            form_id: required(w.form_id, "form_id")?,
+            fields: form_fields(w.fields)?,
+        },
+        EventKind::Purchase => EventBody::Purchase {
+            product_id: required(w.product_id, "product_id")?,
+            amount: match w.amount {
+                Some(a) if !(a >= 0.0) || !a.is_finite() => {
+                    return Err(DecodeError::schema("amount", "must be a number ≥ 0"))
+                }
+                other => other,
+            },
+            currency: w.currency,
+        },
+    };
+    Ok(Event {
+        id: EventId(id),
+        contact: ContactId(contact),
+        occurred_at,
+        body,
+    })
+}
+
+fn email_action(action: Option<&str>) -> Result<EmailAction, DecodeError> {
+    match action {
+        None | Some("click") => Ok(EmailAction::Click),
+        Some("open") => Ok(EmailAction::Open),
+        Some("unsubscribe") => Ok(EmailAction::Unsubscribe),
+        Some(other) => Err(DecodeError::schema(
+            "action",
+            format!("`{other}` is not one of open, click, unsubscribe"),
+        )),
+    }
+}
+
+fn form_fields(fields: Option<Map<String, Value>>) -> Result<Vec<(String, FieldValue)>, DecodeError> {
+    let Some(map) = fields else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let value = match value {
+            Value::Null => FieldValue::Null,
+            Value::Bool(b) => FieldValue::Bool(b),
+            Value::Number(n) => FieldValue::Number(n.as_f64().unwrap_or(f64::NAN)),
+            Value::String(s) => FieldValue::Text(s),
+            Value::Array(_) | Value::Object(_) => {
+                return Err(DecodeError::schema(
+                    &format!("fields.{name}"),
+                    "must be a string, number, boolean or null",
+                ))
+            }
+        };
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(json: &str) -> Result<Event, DecodeError> {
+        decode(EventKind::PageVisit, None, json.as_bytes())
+    }
+
+    const OK: &str = r#"{"event_id":"e1","contact_id":"c1","occurred_at":"2026-03-03T10:00:00Z","url":"https://x/pricing"}"#;
+
+    #[test]
+    fn accepts_a_page_visit_and_ignores_unknown_fields() {
+        let with_extra = OK.replace("}", r#","extra":{"a":[1]},"amount":"not mine"}"#);
+        let e = page(&with_extra).unwrap();
+        assert_eq!(e.contact.0, "c1");
+        assert!(matches!(e.body, EventBody::PageVisit { ref url, .. } if url == "https://x/pricing"));
+    }
+
+    #[test]
+    fn names_the_missing_or_mistyped_field() {
+        let missing = page(r#"{"event_id":"e1","contact_id":"c1","occurred_at":"2026-03-03T10:00:00Z"}"#);
+        assert_eq!(missing.unwrap_err(), DecodeError::schema("url", "is required"));
+        let typed = page(&OK.replace(r#""url":"https://x/pricing""#, r#""url":5"#)).unwrap_err();
+        assert!(matches!(typed, DecodeError::SchemaViolation { ref field, .. } if field == "url"));
+        let bad_time = page(&OK.replace("2026-03-03T10:00:00Z", "2026-03-03 10:00")).unwrap_err();
+        assert!(matches!(bad_time, DecodeError::SchemaViolation { ref field, .. } if field == "occurred_at"));
+    }
+
+    #[test]
+    fn enforces_id_lengths() {
+        let long = "x".repeat(129);
+        let err = page(&OK.replace(r#""e1""#, &format!("\"{long}\""))).unwrap_err();
+        assert!(matches!(err, DecodeError::SchemaViolation { ref field, .. } if field == "event_id"));
+        let empty = page(&OK.replace(r#""c1""#, r#""""#)).unwrap_err();
+        assert!(matches!(empty, DecodeError::SchemaViolation { ref field, .. } if field == "contact_id"));
+    }
+
+    #[test]
+    fn classifies_reasons() {
+        assert_eq!(page("{broken").unwrap_err().reason(), "invalid_json");
+        assert_eq!(page("[1,2]").unwrap_err().reason(), "schema_violation");
+        let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(MAX_PAYLOAD_BYTES));
+        assert_eq!(page(&big).unwrap_err().reason(), "payload_too_large");
+        let mismatch = decode(EventKind::PageVisit, Some(b"c2"), OK.as_bytes()).unwrap_err();
+        assert_eq!(mismatch.reason(), "key_mismatch");
+        assert!(decode(EventKind::PageVisit, Some(b"c1"), OK.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn email_action_defaults_to_click_and_rejects_others() {
+        let base = r#"{"event_id":"e","contact_id":"c","occurred_at":"2026-01-01T00:00:00Z","email_id":"m"}"#;
+        let e = decode(EventKind::Email, None, base.as_bytes()).unwrap();
+        assert!(matches!(e.body, EventBody::Email { action: EmailAction::Click, .. }));
+        let bad = base.replace(r#""m""#, r#""m","action":"bounce""#);
+        let err = decode(EventKind::Email, None, bad.as_bytes()).unwrap_err();
+        assert!(matches!(err, DecodeError::SchemaViolation { ref field, .. } if field == "action"));
+    }
+
+    #[test]
+    fn form_fields_must_be_scalars_and_amount_non_negative() {
+        let form = r#"{"event_id":"e","contact_id":"c","occurred_at":"2026-01-01T00:00:00Z","form_id":"f","fields":{"a":1,"b":null,"c":"x","d":true}}"#;
+        let e = decode(EventKind::Form, None, form.as_bytes()).unwrap();
+        let EventBody::Form { fields, .. } = e.body else { panic!("not a form") };
+        assert_eq!(fields.len(), 4);
+        let nested = form.replace(r#""d":true"#, r#""d":{"x":1}"#);
+        let err = decode(EventKind::Form, None, nested.as_bytes()).unwrap_err();
+        assert!(matches!(err, DecodeError::SchemaViolation { ref field, .. } if field == "fields.d"));
+        let buy = r#"{"event_id":"e","contact_id":"c","occurred_at":"2026-01-01T00:00:00Z","product_id":"p","amount":-1}"#;
+        let err = decode(EventKind::Purchase, None, buy.as_bytes()).unwrap_err();
+        assert!(matches!(err, DecodeError::SchemaViolation { ref field, .. } if field == "amount"));
+    }
+}

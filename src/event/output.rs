@@ -1,0 +1,104 @@
+//! The tier-change event we publish (SPEC §5), and its deterministic id.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What moved a contact between tiers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Cause {
+    Event { topic: String, event_id: String },
+    Decay,
+    Expiry { rule: String },
+    Inactivity,
+}
+
+/// One `tier_changed` event on the output topic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TierChanged {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub contact_id: String,
+    pub model: String,
+    pub from_tier: String,
+    pub to_tier: String,
+    pub direction: String,
+    pub score: f64,
+    pub previous_score: f64,
+    pub at: String,
+    pub cause: Cause,
+    /// Wall-clock time of publication; live mode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emitted_at: Option<String>,
+}
+
+/// The same tier change always gets the same id: a hash of everything that
+/// identifies it (contact, model, instant, tiers, cause).
+pub fn tier_change_id(contact: &str, model: &str, at_ms: i64, from: &str, to: &str, cause: &Cause) -> String {
+    let mut h = Sha256::new();
+    for part in [contact, model, &at_ms.to_string(), from, to] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    match cause {
+        Cause::Event { topic, event_id } => {
+            h.update(b"event\0");
+            h.update(topic.as_bytes());
+            h.update([0u8]);
+            h.update(event_id.as_bytes());
+        }
+        Cause::Decay => h.update(b"decay"),
+        Cause::Expiry { rule } => {
+            h.update(b"expiry\0");
+            h.update(rule.as_bytes());
+        }
+        Cause::Inactivity => h.update(b"inactivity"),
+    }
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Rounds a score to the two decimals the output carries.
+pub fn round2(x: f64) -> f64 {
+    let r = (x * 100.0).round() / 100.0;
+    if r == 0.0 {
+        0.0 // no "-0.0" in output
+    } else {
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_distinguish_causes() {
+        let a = tier_change_id("c", "m", 5, "cold", "warm", &Cause::Decay);
+        assert_eq!(a, tier_change_id("c", "m", 5, "cold", "warm", &Cause::Decay));
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, tier_change_id("c", "m", 5, "cold", "warm", &Cause::Inactivity));
+        assert_ne!(a, tier_change_id("c", "m", 6, "cold", "warm", &Cause::Decay));
+        let e1 = Cause::Event { topic: "t".into(), event_id: "1".into() };
+        let e2 = Cause::Event { topic: "t1".into(), event_id: "".into() };
+        assert_ne!(
+            tier_change_id("c", "m", 5, "a", "b", &e1),
+            tier_change_id("c", "m", 5, "a", "b", &e2)
+        );
+    }
+
+    #[test]
+    fn cause_serializes_as_in_the_spec() {
+        let json = serde_json::to_string(&Cause::Expiry { rule: "webinar".into() }).unwrap();
+        assert_eq!(json, r#"{"kind":"expiry","rule":"webinar"}"#);
+        assert_eq!(serde_json::to_string(&Cause::Decay).unwrap(), r#"{"kind":"decay"}"#);
+    }
+
+    #[test]
+    fn rounds_to_two_decimals_without_negative_zero() {
+        assert_eq!(round2(23.996), 24.0);
+        assert_eq!(round2(-0.001).to_string(), "0");
+        assert_eq!(round2(-950.254), -950.25);
+    }
+}

@@ -1,0 +1,27 @@
+//! leadscore: real-time lead scoring over Kafka.
+//!
+//! Architecture, from the inside out:
+//!
+//! - [`time`]: the event-time clock's unit (ms since epoch) and RFC 3339.
+//! - [`event`]: input wire types → validated domain events (or a dead-letter
+//!   reason); the tier-change output event.
+//! - [`rules`]: the TOML rules language, validated and compiled.
+//! - [`scoring`]: PURE — state + event/timer + `now` → state + effects
+//!   (tier changes, timer updates). Exact decay, caps, expiry, inactivity,
+//!   hysteresis and next-change prediction. No clock, no I/O.
+//! - [`timer`]: hierarchical timing wheel keyed by (contact, model).
+//! - [`dedupe`]: recently seen event ids per contact.
+//! - [`replay`]: the engine over a JSON-lines file, with the event-time clock.
+//! - [`gen`]: synthetic event streams.
+//! - [`cli`] / [`app`]: the command line and the wiring of each command.
+
+pub mod app;
+pub mod cli;
+pub mod dedupe;
+pub mod event;
+pub mod gen;
+pub mod replay;
+pub mod rules;
+pub mod scoring;
+pub mod time;
+pub mod timer;

@@ -1,0 +1,222 @@
+//! Field conditions of fit rules and the comparison semantics of SPEC §3:
+//! strings compare case-insensitively, numbers given as strings compare as
+//! numbers, `"true"`/`"false"` in any case as booleans, and an absent field
+//! (never set, cleared by `null`, or `""`) matches only `missing`.
+
+use std::borrow::Cow;
+
+use crate::event::FieldValue;
+
+/// A value reduced to what comparisons see.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Norm {
+    Num(f64),
+    Bool(bool),
+    /// Lower-cased text.
+    Text(String),
+}
+
+impl Norm {
+    pub fn from_text(text: &str) -> Norm {
+        let trimmed = text.trim();
+        if !trimmed.is_empty() {
+            if let Ok(n) = trimmed.parse::<f64>() {
+                if n.is_finite() {
+                    return Norm::Num(n);
+                }
+            }
+        }
+        if trimmed.eq_ignore_ascii_case("true") {
+            Norm::Bool(true)
+        } else if trimmed.eq_ignore_ascii_case("false") {
+            Norm::Bool(false)
+        } else {
+            Norm::Text(text.to_lowercase())
+        }
+    }
+
+    fn same(&self, other: &Norm) -> bool {
+        match (self, other) {
+            (Norm::Num(a), Norm::Num(b)) => a == b,
+            (Norm::Bool(a), Norm::Bool(b)) => a == b,
+            (Norm::Text(a), Norm::Text(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// A present profile value together with its normalized form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileValue {
+    pub raw: FieldValue,
+    pub norm: Norm,
+}
+
+impl ProfileValue {
+    /// `None` for values that make a field absent: `null` and `""`.
+    pub fn new(raw: FieldValue) -> Option<ProfileValue> {
+        let norm = match &raw {
+            FieldValue::Null => return None,
+            FieldValue::Text(s) if s.is_empty() => return None,
+            FieldValue::Text(s) => Norm::from_text(s),
+            FieldValue::Number(n) => Norm::Num(*n),
+            FieldValue::Bool(b) => Norm::Bool(*b),
+        };
+        Some(ProfileValue { raw, norm })
+    }
+
+    /// The value as lower-cased text, for `contains` and friends.
+    fn text(&self) -> Cow<'_, str> {
+        match (&self.norm, &self.raw) {
+            (Norm::Text(s), _) => Cow::Borrowed(s),
+            (_, FieldValue::Text(s)) => Cow::Owned(s.to_lowercase()),
+            (_, FieldValue::Number(n)) => Cow::Owned(format_number(*n)),
+            (_, FieldValue::Bool(b)) => Cow::Borrowed(if *b { "true" } else { "false" }),
+            (_, FieldValue::Null) => Cow::Borrowed(""),
+        }
+    }
+}
+
+/// Formats a number the way JSON would print it (`1000`, not `1000.0`).
+pub fn format_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
+}
+
+/// The condition of a fit rule on one profile field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldCondition {
+    Eq(Norm),
+    Ne(Norm),
+    In(Vec<Norm>),
+    NotIn(Vec<Norm>),
+    Gt(f64),
+    Gte(f64),
+    Lt(f64),
+    Lte(f64),
+    /// Any of the (lower-cased) needles.
+    Contains(Vec<String>),
+    StartsWith(Vec<String>),
+    EndsWith(Vec<String>),
+    Exists,
+    Missing,
+}
+
+impl FieldCondition {
+    /// Whether the condition holds for a field's value (`None` = absent).
+    pub fn holds(&self, value: Option<&ProfileValue>) -> bool {
+        let Some(v) = value else {
+            return matches!(self, FieldCondition::Missing);
+        };
+        let num = match v.norm {
+            Norm::Num(n) => Some(n),
+            _ => None,
+        };
+        match self {
+            FieldCondition::Missing => false,
+            FieldCondition::Exists => true,
+            FieldCondition::Eq(x) => v.norm.same(x),
+            FieldCondition::Ne(x) => !v.norm.same(x),
+            FieldCondition::In(xs) => xs.iter().any(|x| v.norm.same(x)),
+            FieldCondition::NotIn(xs) => !xs.iter().any(|x| v.norm.same(x)),
+            FieldCondition::Gt(x) => num.is_some_and(|n| n > *x),
+            FieldCondition::Gte(x) => num.is_some_and(|n| n >= *x),
+            FieldCondition::Lt(x) => num.is_some_and(|n| n < *x),
+            FieldCondition::Lte(x) => num.is_some_and(|n| n <= *x),
+            FieldCondition::Contains(xs) => xs.iter().any(|x| v.text().contains(x.as_str())),
+            FieldCondition::StartsWith(xs) => xs.iter().any(|x| v.text().starts_with(x.as_str())),
+            FieldCondition::EndsWith(xs) => xs.iter().any(|x| v.text().ends_with(x.as_str())),
+        }
+    }
+
+    /// The op's name as written in a rules file.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            FieldCondition::Eq(_) => "eq",
+            FieldCondition::Ne(_) => "ne",
+            FieldCondition::In(_) => "in",
+            FieldCondition::NotIn(_) => "not_in",
+            FieldCondition::Gt(_) => "gt",
+            FieldCondition::Gte(_) => "gte",
+            FieldCondition::Lt(_) => "lt",
+            FieldCondition::Lte(_) => "lte",
+            FieldCondition::Contains(_) => "contains",
+            FieldCondition::StartsWith(_) => "starts_with",
+            FieldCondition::EndsWith(_) => "ends_with",
+            FieldCondition::Exists => "exists",
+            FieldCondition::Missing => "missing",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Option<ProfileValue> {
+        ProfileValue::new(FieldValue::Text(s.into()))
+    }
+    fn num(n: f64) -> Option<ProfileValue> {
+        ProfileValue::new(FieldValue::Number(n))
+    }
+
+    #[test]
+    fn eq_is_case_insensitive_and_numeric_strings_compare_as_numbers() {
+        let dog = FieldCondition::Eq(Norm::from_text("dog"));
+        assert!(dog.holds(text("DOG").as_ref()));
+        assert!(!dog.holds(text("cat").as_ref()));
+        let hundred = FieldCondition::Eq(Norm::Num(100.0));
+        assert!(hundred.holds(text("100.0").as_ref()));
+        assert!(hundred.holds(num(100.0).as_ref()));
+        let yes = FieldCondition::Eq(Norm::Bool(true));
+        assert!(yes.holds(text("TRUE").as_ref()));
+        assert!(yes.holds(ProfileValue::new(FieldValue::Bool(true)).as_ref()));
+        assert!(!yes.holds(text("yes").as_ref()));
+    }
+
+    #[test]
+    fn absent_fields_match_only_missing() {
+        for absent in [None, text(""), ProfileValue::new(FieldValue::Null)] {
+            assert!(FieldCondition::Missing.holds(absent.as_ref()));
+            assert!(!FieldCondition::Exists.holds(absent.as_ref()));
+            assert!(!FieldCondition::Ne(Norm::from_text("dog")).holds(absent.as_ref()));
+            assert!(!FieldCondition::NotIn(vec![Norm::from_text("dog")]).holds(absent.as_ref()));
+        }
+        assert!(FieldCondition::Exists.holds(text("x").as_ref()));
+        assert!(!FieldCondition::Missing.holds(text("x").as_ref()));
+    }
+
+    #[test]
+    fn ne_in_and_not_in() {
+        assert!(FieldCondition::Ne(Norm::from_text("dog")).holds(text("cat").as_ref()));
+        assert!(!FieldCondition::Ne(Norm::from_text("dog")).holds(text("Dog").as_ref()));
+        let execs = vec![Norm::from_text("ceo"), Norm::from_text("cto")];
+        assert!(FieldCondition::In(execs.clone()).holds(text("CTO").as_ref()));
+        assert!(!FieldCondition::In(execs.clone()).holds(text("intern").as_ref()));
+        assert!(FieldCondition::NotIn(execs).holds(text("intern").as_ref()));
+    }
+
+    #[test]
+    fn numeric_ops_never_match_non_numbers() {
+        assert!(FieldCondition::Gte(1000.0).holds(num(1000.0).as_ref()));
+        assert!(FieldCondition::Gte(1000.0).holds(text(" 2500 ").as_ref()));
+        assert!(!FieldCondition::Gt(1000.0).holds(num(1000.0).as_ref()));
+        assert!(FieldCondition::Lt(100.0).holds(num(40.0).as_ref()));
+        assert!(FieldCondition::Lte(100.0).holds(num(100.0).as_ref()));
+        assert!(!FieldCondition::Lt(100.0).holds(text("cheap").as_ref()));
+        assert!(!FieldCondition::Lt(100.0).holds(ProfileValue::new(FieldValue::Bool(false)).as_ref()));
+    }
+
+    #[test]
+    fn string_ops_take_any_of_several_needles() {
+        let gmail = FieldCondition::EndsWith(vec!["@gmail.com".into(), "@yahoo.com".into()]);
+        assert!(gmail.holds(text("Ann@GMAIL.com").as_ref()));
+        assert!(!gmail.holds(text("ann@corp.com").as_ref()));
+        assert!(FieldCondition::StartsWith(vec!["vp".into()]).holds(text("VP Sales").as_ref()));
+        assert!(FieldCondition::Contains(vec!["sales".into()]).holds(text("VP Sales").as_ref()));
+        assert!(FieldCondition::Contains(vec!["00".into()]).holds(num(1000.0).as_ref()));
+    }
+}

@@ -1,0 +1,408 @@
+//! Raw TOML → [`RuleSet`], collecting every error with model, rule and line.
+
+use std::collections::HashSet;
+
+use toml::Spanned;
+
+use super::field::{FieldCondition, Norm};
+use super::raw::{RawDecay, RawFile, RawModel, RawRule};
+use super::{Cap, Decay, EngagementRule, Filters, FitRule, Glob, Model, Penalty, RuleError, RuleSet, Tier, Trigger};
+use crate::time::days_to_millis;
+
+/// Parses rules text; a syntax or shape error (unknown key, wrong type) stops
+/// at the first one, semantic checks report all.
+pub(super) fn parse(text: &str) -> Result<RuleSet, Vec<RuleError>> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        vec![RuleError {
+            line: e.span().map(|s| line_of(text, s.start)),
+            model: None,
+            rule: None,
+            message: e.message().trim().to_string(),
+        }]
+    })?;
+    let mut v = Validator { text, errors: Vec::new() };
+    let models = v.models(raw.model);
+    if v.errors.is_empty() {
+        Ok(RuleSet { models })
+    } else {
+        Err(v.errors)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+struct Validator<'t> {
+    text: &'t str,
+    errors: Vec<RuleError>,
+}
+
+/// Where an error is: the model, the rule and the byte offset.
+struct At<'a> {
+    model: Option<&'a str>,
+    rule: Option<&'a str>,
+    offset: usize,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, at: &At, message: impl Into<String>) {
+        self.errors.push(RuleError {
+            line: Some(line_of(self.text, at.offset)),
+            model: at.model.map(str::to_string),
+            rule: at.rule.map(str::to_string),
+            message: message.into(),
+        });
+    }
+
+    fn models(&mut self, raw: Vec<Spanned<RawModel>>) -> Vec<Model> {
+        if raw.is_empty() {
+            self.errors.push(RuleError {
+                line: None,
+                model: None,
+                rule: None,
+                message: "the file defines no [[model]]".into(),
+            });
+        }
+        let mut names = HashSet::new();
+        let mut models = Vec::new();
+        for spanned in raw {
+            let offset = spanned.span().start;
+            let m = spanned.into_inner();
+            let name = m.name.get_ref().clone();
+            let at = At { model: Some(&name), rule: None, offset: m.name.span().start };
+            let valid_name = !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            if !valid_name {
+                self.error(&at, "name must match [a-z0-9_-]+");
+            }
+            if !names.insert(name.clone()) {
+                self.error(&at, "duplicate model name");
+            }
+            if let Some(model) = self.model(&name, offset, m) {
+                models.push(model);
+            }
+        }
+        models
+    }
+
+    fn model(&mut self, name: &str, offset: usize, m: RawModel) -> Option<Model> {
+        let at = At { model: Some(name), rule: None, offset };
+        let decay = match &m.decay {
+            None => Decay::None,
+            Some(d) => self.decay(&At { offset: d.span().start, ..at }, d.get_ref()),
+        };
+        let hysteresis = match &m.hysteresis {
+            None => 0.0,
+            Some(h) if *h.get_ref() >= 0.0 && h.get_ref().is_finite() => *h.get_ref(),
+            Some(h) => {
+                self.error(&At { offset: h.span().start, ..at }, "hysteresis must be a number ≥ 0");
+                0.0
+            }
+        };
+        let score_range = m.score_range.as_ref().and_then(|r| match r.get_ref().as_slice() {
+            [lo, hi] if lo < hi => Some((*lo, *hi)),
+            _ => {
+                self.error(&At { offset: r.span().start, ..at }, "score_range must be [low, high] with low < high");
+                None
+            }
+        });
+        let tiers = self.tiers(&at, &m);
+        let penalties = self.penalties(&at, &m);
+        let mut ids = HashSet::new();
+        let mut fit_rules = Vec::new();
+        let mut engagement_rules = Vec::new();
+        for spanned in m.rule {
+            let offset = spanned.span().start;
+            let rule = spanned.into_inner();
+            let id = rule.id.get_ref().clone();
+            let rat = At { model: Some(name), rule: Some(&id), offset };
+            if id.is_empty() {
+                self.error(&rat, "rule id must not be empty");
+            }
+            if !ids.insert(id.clone()) {
+                self.error(&At { offset: rule.id.span().start, ..rat }, "duplicate rule id");
+            }
+            if !rule.points.is_finite() {
+                self.error(&rat, "points must be a finite number");
+            }
+            if rule.when == "field" {
+                fit_rules.extend(self.fit_rule(&rat, rule));
+            } else {
+                engagement_rules.extend(self.engagement_rule(&rat, rule));
+            }
+        }
+        Some(Model {
+            name: name.to_string(),
+            decay,
+            hysteresis,
+            score_range,
+            tiers,
+            penalties,
+            fit_rules,
+            engagement_rules,
+        })
+    }
+
+    fn decay(&mut self, at: &At, d: &RawDecay) -> Decay {
+        match (d.percent_per_day, d.half_life_days) {
+            (Some(p), None) if p > 0.0 && p < 100.0 => Decay::PercentPerDay(p),
+            (Some(p), None) => {
+                self.error(at, format!("decay percent_per_day must be in (0, 100), got {p}"));
+                Decay::None
+            }
+            (None, Some(h)) if h > 0.0 && h.is_finite() => Decay::HalfLifeDays(h),
+            (None, Some(h)) => {
+                self.error(at, format!("decay half_life_days must be > 0, got {h}"));
+                Decay::None
+            }
+            _ => {
+                self.error(at, "decay takes exactly one of percent_per_day or half_life_days");
+                Decay::None
+            }
+        }
+    }
+
+    fn tiers(&mut self, at: &At, m: &RawModel) -> Vec<Tier> {
+        let mut tiers: Vec<Tier> = Vec::new();
+        if m.tiers.get_ref().is_empty() {
+            self.error(&At { offset: m.tiers.span().start, ..*at }, "tiers must not be empty");
+        }
+        let mut names = HashSet::new();
+        for (i, spanned) in m.tiers.get_ref().iter().enumerate() {
+            let tat = At { offset: spanned.span().start, ..*at };
+            let t = spanned.get_ref();
+            if t.name.is_empty() || !names.insert(t.name.as_str()) {
+                self.error(&tat, format!("tier name `{}` is empty or repeated", t.name));
+            }
+            let min = match (i, t.min) {
+                (0, None) => f64::NEG_INFINITY,
+                (0, Some(_)) => {
+                    self.error(&tat, format!("the first tier `{}` must not have a min", t.name));
+                    f64::NEG_INFINITY
+                }
+                (_, None) => {
+                    self.error(&tat, format!("tier `{}` needs a min", t.name));
+                    f64::INFINITY
+                }
+                (_, Some(min)) => {
+                    if let Some(prev) = tiers.last().filter(|p| p.min >= min) {
+                        self.error(&tat, format!("tiers must be strictly ascending: `{}` min {min} is not above `{}`", t.name, prev.name));
+                    }
+                    min
+                }
+            };
+            tiers.push(Tier { name: t.name.clone(), min });
+        }
+        tiers
+    }
+
+    fn penalties(&mut self, at: &At, m: &RawModel) -> Vec<Penalty> {
+        let mut out: Vec<Penalty> = Vec::new();
+        for spanned in &m.inactivity_penalties {
+            let p = spanned.get_ref();
+            let pat = At { offset: spanned.span().start, ..*at };
+            if !(p.after_days > 0.0) || !p.after_days.is_finite() || !p.points.is_finite() {
+                self.error(&pat, "inactivity penalty needs after_days > 0 and finite points");
+            } else if out.iter().any(|q| q.after_days == p.after_days) {
+                self.error(&pat, format!("two inactivity penalties with after_days = {}", p.after_days));
+            } else {
+                out.push(Penalty { after_days: p.after_days, after_ms: days_to_millis(p.after_days), points: p.points });
+            }
+        }
+        out.sort_by(|a, b| a.after_ms.cmp(&b.after_ms));
+        out
+    }
+
+    fn fit_rule(&mut self, at: &At, r: RawRule) -> Option<FitRule> {
+        let foreign = [
+            ("url", r.url.is_some()),
+            ("email_id", r.email_id.is_some()),
+            ("link_url", r.link_url.is_some()),
+            ("form_id", r.form_id.is_some()),
+            ("product_id", r.product_id.is_some()),
+            ("min_amount", r.min_amount.is_some()),
+            ("max_times", r.max_times.is_some()),
+            ("window_days", r.window_days.is_some()),
+            ("per_item", r.per_item.is_some()),
+            ("expires_after_days", r.expires_after_days.is_some()),
+            ("decays", r.decays.is_some()),
+        ];
+        for (key, present) in foreign {
+            if present {
+                self.error(at, format!("`{key}` does not belong to a `field` rule"));
+            }
+        }
+        let field = match r.field {
+            Some(f) if !f.is_empty() => f,
+            _ => {
+                self.error(at, "a `field` rule needs `field`");
+                return None;
+            }
+        };
+        let Some(op) = r.op else {
+            self.error(at, "a `field` rule needs `op`");
+            return None;
+        };
+        let condition = match field_condition(&op, r.value.as_ref()) {
+            Ok(c) => c,
+            Err(message) => {
+                self.error(at, message);
+                return None;
+            }
+        };
+        Some(FitRule { id: r.id.into_inner(), field, condition, points: r.points })
+    }
+
+    fn engagement_rule(&mut self, at: &At, r: RawRule) -> Option<EngagementRule> {
+        let trigger = match r.when.as_str() {
+            "page_visit" => Trigger::PageVisit,
+            "email_open" => Trigger::EmailOpen,
+            "email_click" => Trigger::EmailClick,
+            "email_unsubscribe" => Trigger::EmailUnsubscribe,
+            "form_submit" => Trigger::FormSubmit,
+            "purchase" => Trigger::Purchase,
+            other => {
+                self.error(at, format!("unknown `when` = \"{other}\" (field, page_visit, email_open, email_click, email_unsubscribe, form_submit, purchase)"));
+                return None;
+            }
+        };
+        for (key, present) in [("field", r.field.is_some()), ("op", r.op.is_some()), ("value", r.value.is_some())] {
+            if present {
+                self.error(at, format!("`{key}` belongs to `field` rules, not `{}`", trigger.name()));
+            }
+        }
+        let email = matches!(trigger, Trigger::EmailOpen | Trigger::EmailClick | Trigger::EmailUnsubscribe);
+        let filters = [
+            ("url", &r.url, trigger == Trigger::PageVisit),
+            ("email_id", &r.email_id, email),
+            ("link_url", &r.link_url, trigger == Trigger::EmailClick),
+            ("form_id", &r.form_id, trigger == Trigger::FormSubmit),
+            ("product_id", &r.product_id, trigger == Trigger::Purchase),
+        ];
+        for (key, value, belongs) in filters {
+            if value.is_some() && !belongs {
+                self.error(at, format!("filter `{key}` does not apply to `{}` rules", trigger.name()));
+            }
+        }
+        if let Some(min) = r.min_amount {
+            if trigger != Trigger::Purchase {
+                self.error(at, format!("filter `min_amount` does not apply to `{}` rules", trigger.name()));
+            } else if !(min >= 0.0) {
+                self.error(at, "min_amount must be ≥ 0");
+            }
+        }
+        let cap = self.cap(at, &r);
+        let expires_after_ms = match r.expires_after_days {
+            None => None,
+            Some(d) if d > 0.0 && d.is_finite() => Some(days_to_millis(d)),
+            Some(d) => {
+                self.error(at, format!("expires_after_days must be > 0, got {d}"));
+                None
+            }
+        };
+        let glob = |g: &Option<String>| g.as_deref().map(Glob::new);
+        Some(EngagementRule {
+            id: r.id.get_ref().clone(),
+            trigger,
+            filters: Filters {
+                url: glob(&r.url),
+                email_id: glob(&r.email_id),
+                link_url: glob(&r.link_url),
+                form_id: glob(&r.form_id),
+                product_id: glob(&r.product_id),
+                min_amount: r.min_amount,
+            },
+            points: r.points,
+            cap,
+            expires_after_ms,
+            decays: r.decays.unwrap_or(true),
+        })
+    }
+
+    fn cap(&mut self, at: &At, r: &RawRule) -> Option<Cap> {
+        let window_ms = match r.window_days {
+            None => None,
+            Some(d) if d > 0.0 && d.is_finite() => Some(days_to_millis(d)),
+            Some(d) => {
+                self.error(at, format!("window_days must be > 0, got {d}"));
+                None
+            }
+        };
+        match r.max_times {
+            None => {
+                if r.window_days.is_some() {
+                    self.error(at, "window_days needs max_times");
+                }
+                None
+            }
+            Some(n) if n >= 1 && n <= u32::MAX as i64 => Some(Cap { max_times: n as u32, window_ms, per_item: r.per_item.unwrap_or(false) }),
+            Some(n) => {
+                self.error(at, format!("max_times must be ≥ 1, got {n}"));
+                None
+            }
+        }
+    }
+}
+
+fn scalar(v: &toml::Value) -> Option<Norm> {
+    match v {
+        toml::Value::String(s) => Some(Norm::from_text(s)),
+        toml::Value::Integer(i) => Some(Norm::Num(*i as f64)),
+        toml::Value::Float(f) => Some(Norm::Num(*f)),
+        toml::Value::Boolean(b) => Some(Norm::Bool(*b)),
+        _ => None,
+    }
+}
+
+fn strings(v: &toml::Value) -> Option<Vec<String>> {
+    match v {
+        toml::Value::String(s) => Some(vec![s.to_lowercase()]),
+        toml::Value::Array(items) if !items.is_empty() => {
+            items.iter().map(|i| i.as_str().map(str::to_lowercase)).collect()
+        }
+        _ => None,
+    }
+}
+
+fn field_condition(op: &str, value: Option<&toml::Value>) -> Result<FieldCondition, String> {
+    let need = |what: &str| format!("op `{op}` needs `value` to be {what}");
+    let number = |v: Option<&toml::Value>| match v {
+        Some(toml::Value::Integer(i)) => Ok(*i as f64),
+        Some(toml::Value::Float(f)) if f.is_finite() => Ok(*f),
+        _ => Err(need("a number")),
+    };
+    let list = |v: Option<&toml::Value>| match v {
+        Some(toml::Value::Array(items)) if !items.is_empty() => {
+            items.iter().map(scalar).collect::<Option<Vec<_>>>().ok_or_else(|| need("an array of strings, numbers or booleans"))
+        }
+        _ => Err(need("a non-empty array")),
+    };
+    match op {
+        "eq" | "ne" => {
+            let v = value.and_then(scalar).ok_or_else(|| need("a string, number or boolean"))?;
+            Ok(if op == "eq" { FieldCondition::Eq(v) } else { FieldCondition::Ne(v) })
+        }
+        "in" => list(value).map(FieldCondition::In),
+        "not_in" => list(value).map(FieldCondition::NotIn),
+        "gt" => number(value).map(FieldCondition::Gt),
+        "gte" => number(value).map(FieldCondition::Gte),
+        "lt" => number(value).map(FieldCondition::Lt),
+        "lte" => number(value).map(FieldCondition::Lte),
+        "contains" | "starts_with" | "ends_with" => {
+            let needles = value.and_then(strings).ok_or_else(|| need("a string or an array of strings"))?;
+            Ok(match op {
+                "contains" => FieldCondition::Contains(needles),
+                "starts_with" => FieldCondition::StartsWith(needles),
+                _ => FieldCondition::EndsWith(needles),
+            })
+        }
+        "exists" | "missing" => match value {
+            Some(_) => Err(format!("op `{op}` takes no `value`")),
+            None => Ok(if op == "exists" { FieldCondition::Exists } else { FieldCondition::Missing }),
+        },
+        other => Err(format!(
+            "unknown op `{other}` (eq, ne, in, not_in, gt, gte, lt, lte, contains, starts_with, ends_with, exists, missing)"
+        )),
+    }
+}

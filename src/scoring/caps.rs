@@ -1,0 +1,127 @@
+//! Sliding-window caps (`max_times`, `window_days`, `per_item`).
+//!
+//! A match scores if fewer than `max_times` scored matches (of the item, when
+//! `per_item`) have `occurred_at` in `(t − window, t]` — or `≤ t` for a lifetime
+//! cap. Memory stays bounded: a lifetime cap keeps only the `max_times`
+//! earliest scored times (exact for any `t`), a windowed cap keeps the times
+//! newer than `clock − window − grace`, so events up to `grace` late are exact.
+
+use std::collections::HashMap;
+
+use crate::rules::Cap;
+use crate::time::EventTime;
+
+/// Scored match times of one capped rule.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CapLedger {
+    /// Times per item ("" when not `per_item`), each sorted ascending.
+    items: HashMap<Box<str>, Vec<EventTime>>,
+    /// Clock at the last sweep of stale items.
+    swept_at: Option<EventTime>,
+}
+
+impl CapLedger {
+    /// Whether a match at `t` may score; if so, records it.
+    pub fn admit(&mut self, cap: &Cap, item: &str, t: EventTime, clock: EventTime, grace_ms: i64) -> bool {
+        let key = if cap.per_item { item } else { "" };
+        let times = match self.items.get_mut(key) {
+            Some(times) => times,
+            None => self.items.entry(key.into()).or_default(),
+        };
+        let scored = match cap.window_ms {
+            Some(w) => {
+                let from = t.plus_millis(-w);
+                times.iter().filter(|s| **s > from && **s <= t).count()
+            }
+            None => times.iter().filter(|s| **s <= t).count(),
+        };
+        if scored >= cap.max_times as usize {
+            return false;
+        }
+        let at = times.partition_point(|s| *s <= t);
+        times.insert(at, t);
+        match cap.window_ms {
+            None => times.truncate(cap.max_times as usize),
+            Some(w) => {
+                let horizon = clock.plus_millis(-w.saturating_add(grace_ms));
+                let stale = times.partition_point(|s| *s <= horizon);
+                times.drain(..stale);
+                self.sweep(w, clock, horizon);
+            }
+        }
+        true
+    }
+
+    /// Drops items with no time left inside the horizon, at most once per window.
+    fn sweep(&mut self, window_ms: i64, clock: EventTime, horizon: EventTime) {
+        if self.items.len() <= 1 {
+            return;
+        }
+        if self.swept_at.is_some_and(|at| clock.millis() - at.millis() < window_ms) {
+            return;
+        }
+        self.items.retain(|_, times| times.last().is_some_and(|last| *last > horizon));
+        self.swept_at = Some(clock);
+    }
+
+    /// Scored times currently remembered for an item (for inspection and tests).
+    pub fn times(&self, item: &str) -> &[EventTime] {
+        self.items.get(item).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn item_count(&self) -> usize {
+        self.items.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000;
+
+    fn t(days: i64) -> EventTime {
+        EventTime::from_millis(days * DAY)
+    }
+
+    #[test]
+    fn window_cap_slides() {
+        let cap = Cap { max_times: 2, window_ms: Some(7 * DAY), per_item: false };
+        let mut l = CapLedger::default();
+        assert!(l.admit(&cap, "a", t(100), t(100), 0));
+        assert!(l.admit(&cap, "b", t(101), t(101), 0));
+        assert!(!l.admit(&cap, "c", t(103), t(103), 0));
+        assert!(!l.admit(&cap, "c", t(107), t(107), 0), "day 100 is still inside (100, 107]");
+        assert!(l.admit(&cap, "c", t(108) , t(108), 0), "day 100 left the window");
+    }
+
+    #[test]
+    fn per_item_caps_count_each_item() {
+        let cap = Cap { max_times: 1, window_ms: Some(DAY), per_item: true };
+        let mut l = CapLedger::default();
+        assert!(l.admit(&cap, "em-1", t(10), t(10), 0));
+        assert!(l.admit(&cap, "em-2", t(10), t(10), 0));
+        assert!(!l.admit(&cap, "em-1", t(10), t(10), 0));
+    }
+
+    #[test]
+    fn late_events_count_only_matches_before_them() {
+        let cap = Cap { max_times: 1, window_ms: None, per_item: false };
+        let mut l = CapLedger::default();
+        assert!(l.admit(&cap, "", t(10), t(10), 0));
+        assert!(l.admit(&cap, "", t(5), t(10), 0), "nothing scored at or before day 5");
+        assert!(!l.admit(&cap, "", t(7), t(10), 0));
+        assert_eq!(l.times(""), &[t(5)], "a lifetime cap keeps the earliest max_times");
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        let cap = Cap { max_times: 3, window_ms: Some(DAY), per_item: true };
+        let mut l = CapLedger::default();
+        for i in 0..10_000 {
+            let now = EventTime::from_millis(i * DAY / 10);
+            l.admit(&cap, &format!("item-{i}"), now, now, DAY);
+        }
+        assert!(l.item_count() < 40, "stale items must be swept, got {}", l.item_count());
+    }
+}

@@ -1,0 +1,177 @@
+//! PURE scoring: state + event (or timer) + `now` → new state and effects.
+//!
+//! No clock, no I/O: callers pass `now` and apply the returned [`Effects`]
+//! (tier changes to publish, timers to set or clear) themselves. Must not
+//! import tokio, rdkafka, rocksdb or prometheus.
+
+pub mod caps;
+mod predict;
+pub mod profile;
+mod score;
+pub mod state;
+
+pub use predict::predict;
+pub use score::{components, transition, Components, Edge};
+pub use state::{ContactState, ModelState, PredictedCause, Prediction};
+
+use crate::event::output::{round2, tier_change_id, Cause, TierChanged};
+use crate::event::{Event, EventBody};
+use crate::rules::RuleSet;
+use crate::time::EventTime;
+
+/// A tier change, as the engine reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierChange {
+    pub model: usize,
+    pub from: usize,
+    pub to: usize,
+    pub score: f64,
+    pub previous_score: f64,
+    pub at: EventTime,
+    pub cause: Cause,
+}
+
+/// The timer of `(contact, model)` must now be due at `due` (or cleared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerUpdate {
+    pub model: usize,
+    pub due: Option<EventTime>,
+}
+
+/// What one step of scoring asks the caller to do.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Effects {
+    pub changes: Vec<TierChange>,
+    pub timers: Vec<TimerUpdate>,
+}
+
+impl Effects {
+    pub fn clear(&mut self) {
+        self.changes.clear();
+        self.timers.clear();
+    }
+}
+
+/// The scoring engine: the compiled rules plus the few knobs scoring needs.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    rules: RuleSet,
+    factors: Vec<f64>,
+    /// How late an event may be for windowed caps to stay exact.
+    late_grace_ms: i64,
+}
+
+impl Engine {
+    pub fn new(rules: RuleSet, late_grace_ms: i64) -> Engine {
+        let factors = rules.models.iter().map(|m| m.decay.factor()).collect();
+        Engine { rules, factors, late_grace_ms }
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// The state of a contact never seen before (a `missing` rule already holds).
+    pub fn new_contact(&self) -> ContactState {
+        let empty = profile::Profile::default();
+        ContactState::new(self.rules.models.iter().map(|m| state::fit_of(m, &empty)))
+    }
+
+    /// Score components of one model at `now`.
+    pub fn components(&self, contact: &ContactState, model: usize, now: EventTime) -> Components {
+        components(&self.rules.models[model], &contact.models[model], contact.last_activity, now, Edge::At)
+    }
+
+    /// Applies one event at clock time `now` (≥ every earlier `now` for this contact).
+    pub fn apply_event(&self, contact: &mut ContactState, event: &Event, topic: &str, now: EventTime, fx: &mut Effects) {
+        let t = event.occurred_at;
+        let before: Vec<f64> = (0..self.rules.models.len()).map(|m| self.components(contact, m, now).score).collect();
+        if let EventBody::Form { fields, .. } = &event.body {
+            if contact.profile.apply(fields, t) {
+                for (model, ms) in self.rules.models.iter().zip(&mut contact.models) {
+                    ms.fit = state::fit_of(model, &contact.profile);
+                }
+            }
+        }
+        contact.last_activity = Some(contact.last_activity.map_or(t, |la| la.max(t)));
+        for (m, model) in self.rules.models.iter().enumerate() {
+            let f = self.factors[m];
+            let ms = &mut contact.models[m];
+            ms.rebase(f, now);
+            for (r, rule) in model.engagement_rules.iter().enumerate() {
+                let Some(item) = rule.matches(&event.body) else { continue };
+                let index = r as u16;
+                if ms.admit(index, rule, item, t, now, self.late_grace_ms) {
+                    ms.contribute(index, rule, f, t, now);
+                }
+            }
+            let after = components(model, ms, contact.last_activity, now, Edge::At).score;
+            if let Some(to) = transition(model, ms.tier, after) {
+                fx.changes.push(TierChange {
+                    model: m,
+                    from: ms.tier,
+                    to,
+                    score: after,
+                    previous_score: before[m],
+                    at: now,
+                    cause: Cause::Event { topic: topic.to_string(), event_id: event.id.0.clone() },
+                });
+                ms.tier = to;
+            }
+            self.repredict(contact, m, now, fx);
+        }
+    }
+
+    /// Fires the timer of `model` due at `at`: applies the predicted change
+    /// (if still current) and predicts the next one.
+    pub fn fire(&self, contact: &mut ContactState, m: usize, at: EventTime, fx: &mut Effects) {
+        let model = &self.rules.models[m];
+        let la = contact.last_activity;
+        let ms = &mut contact.models[m];
+        let Some(p) = ms.next.clone().filter(|p| p.at == at) else {
+            return; // stale: the state changed since this timer was set
+        };
+        if let Some(to) = p.to_tier {
+            let score = components(model, ms, la, at, Edge::At).score;
+            let previous_score = components(model, ms, la, at, Edge::Before).score;
+            let cause = match p.cause {
+                PredictedCause::Decay | PredictedCause::Recheck => Cause::Decay,
+                PredictedCause::Inactivity => Cause::Inactivity,
+                PredictedCause::Expiry { rule } => Cause::Expiry { rule: model.engagement_rules[rule as usize].id.clone() },
+            };
+            fx.changes.push(TierChange { model: m, from: ms.tier, to, score, previous_score, at, cause });
+            ms.tier = to;
+        }
+        ms.next = None;
+        self.repredict(contact, m, at, fx);
+    }
+
+    fn repredict(&self, contact: &mut ContactState, m: usize, now: EventTime, fx: &mut Effects) {
+        let ms = &mut contact.models[m];
+        let next = predict(&self.rules.models[m], ms, contact.last_activity, now);
+        if next.as_ref().map(|p| p.at) != ms.next.as_ref().map(|p| p.at) || ms.next.is_none() != next.is_none() {
+            fx.timers.push(TimerUpdate { model: m, due: next.as_ref().map(|p| p.at) });
+        }
+        ms.next = next;
+    }
+
+    /// The output event for a change of `contact`.
+    pub fn output(&self, contact: &str, change: &TierChange) -> TierChanged {
+        let model = &self.rules.models[change.model];
+        let (from, to) = (&model.tiers[change.from].name, &model.tiers[change.to].name);
+        TierChanged {
+            event_id: tier_change_id(contact, &model.name, change.at.millis(), from, to, &change.cause),
+            kind: "tier_changed".to_string(),
+            contact_id: contact.to_string(),
+            model: model.name.clone(),
+            from_tier: from.clone(),
+            to_tier: to.clone(),
+            direction: if change.to > change.from { "up" } else { "down" }.to_string(),
+            score: round2(change.score),
+            previous_score: round2(change.previous_score),
+            at: change.at.to_rfc3339(),
+            cause: change.cause.clone(),
+            emitted_at: None,
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The contact's profile: form fields, latest `occurred_at` wins per field.
+
+use crate::event::FieldValue;
+use crate::rules::field::ProfileValue;
+use crate::time::EventTime;
+
+/// One field; `value == None` is a cleared (or empty) field, kept with its
+/// time so that an older, later-processed event cannot bring it back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileEntry {
+    pub name: String,
+    pub value: Option<ProfileValue>,
+    pub updated_at: EventTime,
+}
+
+/// Fields sorted by name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Profile {
+    entries: Vec<ProfileEntry>,
+}
+
+impl Profile {
+    pub fn get(&self, name: &str) -> Option<&ProfileValue> {
+        let i = self.entries.binary_search_by(|e| e.name.as_str().cmp(name)).ok()?;
+        self.entries[i].value.as_ref()
+    }
+
+    pub fn entries(&self) -> &[ProfileEntry] {
+        &self.entries
+    }
+
+    pub fn from_entries(mut entries: Vec<ProfileEntry>) -> Profile {
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        entries.dedup_by(|a, b| a.name == b.name);
+        Profile { entries }
+    }
+
+    /// Applies a form's fields observed at `t`; returns whether any present
+    /// value changed (which is when fit must be recomputed).
+    pub fn apply(&mut self, fields: &[(String, FieldValue)], t: EventTime) -> bool {
+        let mut changed = false;
+        for (name, raw) in fields {
+            let value = ProfileValue::new(raw.clone());
+            match self.entries.binary_search_by(|e| e.name.as_str().cmp(name)) {
+                Ok(i) => {
+                    let entry = &mut self.entries[i];
+                    if t >= entry.updated_at {
+                        changed |= entry.value != value;
+                        entry.value = value;
+                        entry.updated_at = t;
+                    }
+                }
+                Err(i) => {
+                    changed |= value.is_some();
+                    self.entries.insert(i, ProfileEntry { name: name.clone(), value, updated_at: t });
+                }
+            }
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(ms: i64) -> EventTime {
+        EventTime::from_millis(ms)
+    }
+    fn text(s: &str) -> FieldValue {
+        FieldValue::Text(s.into())
+    }
+
+    #[test]
+    fn latest_occurred_at_wins_and_ties_go_to_the_later_processed() {
+        let mut p = Profile::default();
+        assert!(p.apply(&[("pet".into(), text("dog"))], t(10)));
+        assert!(!p.apply(&[("pet".into(), text("cat"))], t(5)), "older event must not win");
+        assert_eq!(p.get("pet").unwrap().raw, text("dog"));
+        assert!(p.apply(&[("pet".into(), text("cat"))], t(10)), "a tie goes to the later-processed");
+        assert_eq!(p.get("pet").unwrap().raw, text("cat"));
+    }
+
+    #[test]
+    fn null_and_empty_clear_and_the_clear_is_remembered() {
+        let mut p = Profile::default();
+        p.apply(&[("pet".into(), text("dog"))], t(10));
+        assert!(p.apply(&[("pet".into(), FieldValue::Null)], t(20)));
+        assert!(p.get("pet").is_none());
+        assert!(!p.apply(&[("pet".into(), text("dog"))], t(15)), "older value must not come back");
+        assert!(p.get("pet").is_none());
+        p.apply(&[("pet".into(), text("dog"))], t(30));
+        p.apply(&[("pet".into(), text(""))], t(40));
+        assert!(p.get("pet").is_none());
+    }
+}

@@ -1,0 +1,129 @@
+//! The score formula of SPEC §4 and the tier rule with hysteresis.
+
+use super::state::ModelState;
+use crate::rules::Model;
+use crate::time::EventTime;
+
+/// Which side of an instant to evaluate: steps (expiry, inactivity) that
+/// happen exactly at `now` are taken with `At` and not yet with `Before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    At,
+    Before,
+}
+
+/// The parts of a score at one instant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Components {
+    pub fit: f64,
+    pub engagement: f64,
+    pub penalty: f64,
+    pub score: f64,
+}
+
+/// Score as `A·f^Δ + B` from an instant on, until the next breakpoint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Curve {
+    /// The decaying part at the start.
+    pub decaying: f64,
+    /// Everything constant until the next breakpoint, unclamped.
+    pub constant: f64,
+}
+
+pub fn clamp(model: &Model, raw: f64) -> f64 {
+    match model.score_range {
+        Some((lo, hi)) => raw.clamp(lo, hi),
+        None => raw,
+    }
+}
+
+/// Penalty of the largest inactivity step reached at `now`.
+pub fn penalty(model: &Model, last_activity: Option<EventTime>, now: EventTime, edge: Edge) -> f64 {
+    let Some(la) = last_activity else {
+        return 0.0;
+    };
+    let idle = now.millis().saturating_sub(la.millis());
+    let reached = |after: i64| match edge {
+        Edge::At => after <= idle,
+        Edge::Before => after < idle,
+    };
+    model.penalties.iter().rev().find(|p| reached(p.after_ms)).map_or(0.0, |p| p.points)
+}
+
+/// Splits engagement at `now` into its decaying and constant parts.
+pub fn curve(model: &Model, ms: &ModelState, last_activity: Option<EventTime>, now: EventTime, edge: Edge) -> Curve {
+    let f = model.decay.factor();
+    let folded: f64 = ms.rules.iter().map(|a| a.decaying).sum();
+    let mut decaying = if folded != 0.0 && f < 1.0 && now > ms.ref_time {
+        folded * f.powf(now.days_since(ms.ref_time))
+    } else {
+        folded
+    };
+    let mut constant = ms.fit + penalty(model, last_activity, now, edge);
+    constant += ms.rules.iter().map(|a| a.steady).sum::<f64>();
+    for c in ms.pending.iter().filter(|c| c.live(now, edge == Edge::Before)) {
+        if c.decays && c.t <= now {
+            decaying += c.value(now, f);
+        } else {
+            constant += c.points;
+        }
+    }
+    Curve { decaying, constant }
+}
+
+/// Fit, engagement, penalty and the clamped score at `now`.
+pub fn components(model: &Model, ms: &ModelState, last_activity: Option<EventTime>, now: EventTime, edge: Edge) -> Components {
+    let c = curve(model, ms, last_activity, now, edge);
+    let penalty = penalty(model, last_activity, now, edge);
+    let engagement = c.decaying + c.constant - ms.fit - penalty;
+    Components { fit: ms.fit, engagement, penalty, score: clamp(model, c.decaying + c.constant) }
+}
+
+/// The tier a contact in tier `current` moves to at `score`, if it moves.
+pub fn transition(model: &Model, current: usize, score: f64) -> Option<usize> {
+    let tiers = &model.tiers;
+    if let Some(up) = (current + 1..tiers.len()).rev().find(|&i| tiers[i].min <= score) {
+        return Some(up);
+    }
+    let h = model.hysteresis;
+    if current > 0 && score < tiers[current].min - h {
+        return (0..current).rev().find(|&i| i == 0 || score >= tiers[i].min - h);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleSet;
+
+    fn model(hysteresis: u32) -> Model {
+        let text = format!(
+            "[[model]]\nname = \"m\"\nhysteresis = {hysteresis}\ntiers = [{{ name = \"cold\" }}, {{ name = \"warm\", min = 20 }}, {{ name = \"hot\", min = 50 }}]\n"
+        );
+        RuleSet::parse(&text).unwrap().models.remove(0)
+    }
+
+    #[test]
+    fn moves_up_to_the_highest_qualifying_tier() {
+        let m = model(5);
+        assert_eq!(transition(&m, 0, 19.99), None);
+        assert_eq!(transition(&m, 0, 20.0), Some(1));
+        assert_eq!(transition(&m, 0, 75.0), Some(2));
+        assert_eq!(transition(&m, 1, 50.0), Some(2));
+    }
+
+    #[test]
+    fn moves_down_only_past_the_hysteresis_band() {
+        let m = model(5);
+        assert_eq!(transition(&m, 2, 45.0), None, "45 is not below 50 - 5");
+        assert_eq!(transition(&m, 2, 44.9), Some(1));
+        assert_eq!(transition(&m, 2, 14.9), Some(0), "below warm's band too");
+        assert_eq!(transition(&m, 2, 15.0), Some(1));
+        assert_eq!(transition(&m, 1, -100.0), Some(0));
+        assert_eq!(transition(&m, 0, -1e9), None);
+        let strict = model(0);
+        assert_eq!(transition(&strict, 2, 50.0), None);
+        assert_eq!(transition(&strict, 2, 49.999), Some(1));
+    }
+}

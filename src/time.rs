@@ -1,0 +1,110 @@
+//! Event time: milliseconds since the Unix epoch, the one clock of scoring.
+//!
+//! Parsing and formatting of RFC 3339 lives here so that every layer agrees on
+//! precision (milliseconds; finer digits are truncated) and on the output form
+//! (`2026-11-20T10:00:00.000Z`). Depends on chrono only.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// Milliseconds in one scoring day (86 400 s).
+pub const MS_PER_DAY: i64 = 86_400_000;
+
+/// An instant on the event-time clock, in milliseconds since the Unix epoch.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct EventTime(i64);
+
+impl EventTime {
+    pub const MIN: EventTime = EventTime(i64::MIN);
+    pub const MAX: EventTime = EventTime(i64::MAX);
+
+    pub const fn from_millis(ms: i64) -> Self {
+        EventTime(ms)
+    }
+
+    pub const fn millis(self) -> i64 {
+        self.0
+    }
+
+    /// Parses an RFC 3339 timestamp that carries an offset (`Z` or `±hh:mm`).
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        let parsed = DateTime::parse_from_rfc3339(text).ok()?;
+        Some(EventTime(parsed.timestamp_millis()))
+    }
+
+    /// Formats as RFC 3339 UTC with milliseconds, e.g. `2026-11-20T10:00:00.000Z`.
+    pub fn to_rfc3339(self) -> String {
+        match DateTime::<Utc>::from_timestamp_millis(self.0) {
+            Some(t) => t.to_rfc3339_opts(SecondsFormat::Millis, true),
+            None => format!("@{}ms", self.0),
+        }
+    }
+
+    /// `self - earlier` in days (negative when `earlier` is later).
+    pub fn days_since(self, earlier: EventTime) -> f64 {
+        (self.0 as f64 - earlier.0 as f64) / MS_PER_DAY as f64
+    }
+
+    /// This instant plus a duration in milliseconds, saturating at the ends.
+    pub fn plus_millis(self, ms: i64) -> EventTime {
+        EventTime(self.0.saturating_add(ms))
+    }
+
+    /// The wall clock now, truncated to milliseconds.
+    pub fn now_utc() -> EventTime {
+        EventTime(Utc::now().timestamp_millis())
+    }
+}
+
+impl fmt::Display for EventTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+/// Converts a number of days (possibly fractional) to whole milliseconds.
+pub fn days_to_millis(days: f64) -> i64 {
+    let ms = (days * MS_PER_DAY as f64).round();
+    if ms >= i64::MAX as f64 {
+        i64::MAX
+    } else if ms <= i64::MIN as f64 {
+        i64::MIN
+    } else {
+        ms as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_offsets_and_truncates_to_millis() {
+        let z = EventTime::parse_rfc3339("2026-03-03T10:00:00Z").unwrap();
+        let off = EventTime::parse_rfc3339("2026-03-03T12:00:00+02:00").unwrap();
+        assert_eq!(z, off);
+        let fine = EventTime::parse_rfc3339("2026-03-03T10:00:00.123456789Z").unwrap();
+        assert_eq!(fine.millis() - z.millis(), 123);
+    }
+
+    #[test]
+    fn rejects_timestamps_without_offset() {
+        assert!(EventTime::parse_rfc3339("2026-03-03T10:00:00").is_none());
+        assert!(EventTime::parse_rfc3339("yesterday").is_none());
+    }
+
+    #[test]
+    fn formats_utc_with_millis() {
+        let t = EventTime::parse_rfc3339("2026-03-21T21:44:28.978+02:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-03-21T19:44:28.978Z");
+    }
+
+    #[test]
+    fn day_arithmetic() {
+        let a = EventTime::from_millis(0);
+        let b = a.plus_millis(days_to_millis(1.5));
+        assert_eq!(b.days_since(a), 1.5);
+        assert_eq!(days_to_millis(30.0), 30 * MS_PER_DAY);
+    }
+}

@@ -1,0 +1,303 @@
+//! A hierarchical timing wheel in the manner of tokio's: six levels of 64
+//! slots (1 ms … ~2.2 years per rotation), entries in a slab linked into
+//! their slot, O(1) insert and cancel, poll cost proportional to the timers
+//! due plus the slots visited. Timers further out than the top level's range
+//! wait in an ordered overflow set and move in as time approaches.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
+
+use crate::time::EventTime;
+
+const SLOT_BITS: u32 = 6;
+const SLOTS: usize = 1 << SLOT_BITS;
+const LEVELS: usize = 6;
+/// Timers whose tick differs from `elapsed` at or above this bit overflow.
+const RANGE_BITS: u32 = SLOT_BITS * LEVELS as u32;
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loc {
+    Slot { level: u8, slot: u8 },
+    /// Due at or before `elapsed`: returned by the next poll.
+    Ready,
+    Overflow,
+    Free,
+}
+
+#[derive(Debug, Clone)]
+struct Entry<K> {
+    key: Option<K>,
+    tick: u64,
+    prev: u32,
+    next: u32,
+    loc: Loc,
+}
+
+/// A timer wheel: at most one timer per key.
+#[derive(Debug, Clone)]
+pub struct TimerWheel<K> {
+    /// Every timer with a tick ≤ `elapsed` has been returned or is `Ready`.
+    elapsed: u64,
+    entries: Vec<Entry<K>>,
+    free: Vec<u32>,
+    index: HashMap<K, u32>,
+    heads: [[u32; SLOTS]; LEVELS],
+    occupied: [u64; LEVELS],
+    ready: u32,
+    overflow: BTreeSet<(u64, u32)>,
+}
+
+/// Maps event time to an unsigned tick preserving order.
+fn tick(t: EventTime) -> u64 {
+    (t.millis() as u64) ^ (1 << 63)
+}
+
+fn time(tick: u64) -> EventTime {
+    EventTime::from_millis((tick ^ (1 << 63)) as i64)
+}
+
+impl<K: Clone + Eq + Hash + Ord> Default for TimerWheel<K> {
+    fn default() -> Self {
+        TimerWheel::new(EventTime::MIN)
+    }
+}
+
+impl<K: Clone + Eq + Hash + Ord> TimerWheel<K> {
+    /// A wheel whose clock starts at `now`.
+    pub fn new(now: EventTime) -> Self {
+        TimerWheel {
+            elapsed: tick(now),
+            entries: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            heads: [[NIL; SLOTS]; LEVELS],
+            occupied: [0; LEVELS],
+            ready: NIL,
+            overflow: BTreeSet::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The wheel's clock: every timer due at or before it has been polled.
+    pub fn now(&self) -> EventTime {
+        time(self.elapsed)
+    }
+
+    /// When the timer of `key` is due, if it has one.
+    pub fn due(&self, key: &K) -> Option<EventTime> {
+        self.index.get(key).map(|&i| time(self.entries[i as usize].tick))
+    }
+
+    /// Sets the timer of `key` to `due`, replacing any earlier one. A timer due
+    /// at or before the wheel's clock is returned by the next `poll`.
+    pub fn insert(&mut self, key: K, due: EventTime) {
+        self.cancel(&key);
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.entries.push(Entry { key: None, tick: 0, prev: NIL, next: NIL, loc: Loc::Free });
+                (self.entries.len() - 1) as u32
+            }
+        };
+        let e = &mut self.entries[idx as usize];
+        e.key = Some(key.clone());
+        e.tick = tick(due);
+        self.index.insert(key, idx);
+        self.place(idx);
+    }
+
+    /// Removes the timer of `key`; returns when it was due.
+    pub fn cancel(&mut self, key: &K) -> Option<EventTime> {
+        let idx = self.index.remove(key)?;
+        self.unlink(idx);
+        let e = &mut self.entries[idx as usize];
+        e.key = None;
+        e.loc = Loc::Free;
+        self.free.push(idx);
+        Some(time(e.tick))
+    }
+
+    /// Advances the clock to `now` and appends every timer due at or before it
+    /// to `out`, ordered by (due, key). `now` earlier than the clock is a no-op
+    /// apart from returning timers inserted as already due.
+    pub fn poll(&mut self, now: EventTime, out: &mut Vec<(EventTime, K)>) {
+        let now = tick(now);
+        let start = out.len();
+        self.drain_ready(out);
+        if now > self.elapsed {
+            loop {
+                self.migrate_overflow(now);
+                match self.next_expiration() {
+                    Some((level, slot, deadline)) if deadline <= now => {
+                        self.elapsed = deadline;
+                        self.expire_slot(level, slot, out);
+                    }
+                    _ => break,
+                }
+            }
+            self.elapsed = now;
+            self.migrate_overflow(now);
+            self.drain_ready(out);
+        }
+        out[start..].sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    }
+
+    /// A lower bound on the next due time (exact for timers within 64 ms).
+    pub fn next_due(&self) -> Option<EventTime> {
+        if self.ready != NIL {
+            return Some(time(self.elapsed));
+        }
+        if let Some((_, _, deadline)) = self.next_expiration() {
+            return Some(time(deadline));
+        }
+        self.overflow.first().map(|(t, _)| time(*t))
+    }
+
+    fn level_for(&self, tick: u64) -> Option<usize> {
+        let masked = (self.elapsed ^ tick) | (SLOTS as u64 - 1);
+        let significant = 63 - masked.leading_zeros();
+        (significant < RANGE_BITS).then_some((significant / SLOT_BITS) as usize)
+    }
+
+    fn place(&mut self, idx: u32) {
+        let tick = self.entries[idx as usize].tick;
+        if tick <= self.elapsed {
+            self.push_list(idx, Loc::Ready);
+        } else if let Some(level) = self.level_for(tick) {
+            let slot = ((tick >> (level as u32 * SLOT_BITS)) & (SLOTS as u64 - 1)) as usize;
+            self.push_list(idx, Loc::Slot { level: level as u8, slot: slot as u8 });
+            self.occupied[level] |= 1 << slot;
+        } else {
+            self.entries[idx as usize].loc = Loc::Overflow;
+            self.overflow.insert((tick, idx));
+        }
+    }
+
+    fn head_mut(&mut self, loc: Loc) -> &mut u32 {
+        match loc {
+            Loc::Slot { level, slot } => &mut self.heads[level as usize][slot as usize],
+            _ => &mut self.ready,
+        }
+    }
+
+    fn push_list(&mut self, idx: u32, loc: Loc) {
+        let head = *self.head_mut(loc);
+        if head != NIL {
+            self.entries[head as usize].prev = idx;
+        }
+        let e = &mut self.entries[idx as usize];
+        e.prev = NIL;
+        e.next = head;
+        e.loc = loc;
+        *self.head_mut(loc) = idx;
+    }
+
+    fn unlink(&mut self, idx: u32) {
+        let Entry { prev, next, loc, tick, .. } = self.entries[idx as usize].clone_links();
+        match loc {
+            Loc::Overflow => {
+                self.overflow.remove(&(tick, idx));
+            }
+            Loc::Free => {}
+            Loc::Slot { .. } | Loc::Ready => {
+                if prev != NIL {
+                    self.entries[prev as usize].next = next;
+                } else {
+                    *self.head_mut(loc) = next;
+                }
+                if next != NIL {
+                    self.entries[next as usize].prev = prev;
+                }
+                if let Loc::Slot { level, slot } = loc {
+                    if self.heads[level as usize][slot as usize] == NIL {
+                        self.occupied[level as usize] &= !(1 << slot);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves overflow timers that now fit the wheel's range into it.
+    fn migrate_overflow(&mut self, now: u64) {
+        while let Some(&(tick, idx)) = self.overflow.first() {
+            let wheel_empty = self.occupied.iter().all(|o| *o == 0);
+            if wheel_empty && tick <= now && tick > self.elapsed {
+                // Nothing in the wheel comes first: jump the clock to it.
+                self.elapsed = tick - 1;
+            }
+            if self.level_for(tick).is_none() && tick > self.elapsed {
+                break;
+            }
+            self.overflow.pop_first();
+            self.place(idx);
+        }
+    }
+
+    /// The earliest occupied slot: (level, slot, the slot's start tick).
+    fn next_expiration(&self) -> Option<(usize, usize, u64)> {
+        for level in 0..LEVELS {
+            let occupied = self.occupied[level];
+            if occupied == 0 {
+                continue;
+            }
+            let shift = level as u32 * SLOT_BITS;
+            let now_slot = (self.elapsed >> shift) as u32 & (SLOTS as u32 - 1);
+            let rotated = occupied.rotate_right(now_slot);
+            let slot = (rotated.trailing_zeros() + now_slot) as usize % SLOTS;
+            let level_range = 1u64 << (shift + SLOT_BITS);
+            let level_start = self.elapsed & !(level_range - 1);
+            let mut deadline = level_start + ((slot as u64) << shift);
+            if deadline <= self.elapsed && level > 0 && slot as u32 != now_slot {
+                deadline += level_range;
+            }
+            return Some((level, slot, deadline.max(self.elapsed)));
+        }
+        None
+    }
+
+    fn expire_slot(&mut self, level: usize, slot: usize, out: &mut Vec<(EventTime, K)>) {
+        let mut idx = std::mem::replace(&mut self.heads[level][slot], NIL);
+        self.occupied[level] &= !(1 << slot);
+        while idx != NIL {
+            let next = self.entries[idx as usize].next;
+            if self.entries[idx as usize].tick <= self.elapsed {
+                self.fire(idx, out);
+            } else {
+                self.place(idx);
+            }
+            idx = next;
+        }
+    }
+
+    fn drain_ready(&mut self, out: &mut Vec<(EventTime, K)>) {
+        let mut idx = std::mem::replace(&mut self.ready, NIL);
+        while idx != NIL {
+            let next = self.entries[idx as usize].next;
+            self.fire(idx, out);
+            idx = next;
+        }
+    }
+
+    fn fire(&mut self, idx: u32, out: &mut Vec<(EventTime, K)>) {
+        let e = &mut self.entries[idx as usize];
+        let key = e.key.take().expect("a linked entry has a key");
+        e.loc = Loc::Free;
+        out.push((time(e.tick), key.clone()));
+        self.index.remove(&key);
+        self.free.push(idx);
+    }
+}
+
+impl<K> Entry<K> {
+    fn clone_links(&self) -> Entry<()> {
+        Entry { key: None, tick: self.tick, prev: self.prev, next: self.next, loc: self.loc }
+    }
+}
