@@ -176,7 +176,7 @@ fn validate(kind: EventKind, w: EventWire) -> Result<Event, DecodeError> {
         EventKind::Purchase => EventBody::Purchase {
             product_id: required(w.product_id, "product_id")?,
             amount: match w.amount {
-                Some(a) if !(a >= 0.0) || !a.is_finite() => {
+                Some(a) if a.is_nan() || a < 0.0 || a.is_infinite() => {
                     return Err(DecodeError::schema("amount", "must be a number ≥ 0"))
                 }
                 other => other,

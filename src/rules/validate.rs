@@ -13,12 +13,9 @@ use crate::time::days_to_millis;
 /// at the first one, semantic checks report all.
 pub(super) fn parse(text: &str) -> Result<RuleSet, Vec<RuleError>> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
-        vec![RuleError {
-            line: e.span().map(|s| line_of(text, s.start)),
-            model: None,
-            rule: None,
-            message: e.message().trim().to_string(),
-        }]
+        let line = e.span().map(|s| line_of(text, s.start));
+        let (model, rule) = line.map(|l| enclosing(text, l)).unwrap_or_default();
+        vec![RuleError { line, model, rule, message: e.message().trim().to_string() }]
     })?;
     let mut v = Validator { text, errors: Vec::new() };
     let models = v.models(raw.model);
@@ -27,6 +24,34 @@ pub(super) fn parse(text: &str) -> Result<RuleSet, Vec<RuleError>> {
     } else {
         Err(v.errors)
     }
+}
+
+/// The model name and rule id of the tables around a line, found by reading
+/// the text (used when serde stopped before any span-carrying value existed).
+fn enclosing(text: &str, line: usize) -> (Option<String>, Option<String>) {
+    let (mut model, mut rule, mut in_rule) = (None, None, false);
+    let value = |l: &str, key: &str| {
+        let rest = l.strip_prefix(key)?.trim_start().strip_prefix('=')?.trim();
+        Some(rest.trim_matches('"').to_string())
+    };
+    for (i, l) in text.lines().enumerate() {
+        let l = l.trim();
+        if l.starts_with('[') {
+            if i + 1 > line {
+                break;
+            }
+            in_rule = l.starts_with("[[model.rule]]");
+            if l.starts_with("[[model]]") {
+                model = None;
+            }
+            rule = None;
+        } else if let Some(v) = value(l, "name").filter(|_| !in_rule && i < line) {
+            model = Some(v);
+        } else if let Some(v) = value(l, "id").filter(|_| in_rule) {
+            rule = Some(v);
+        }
+    }
+    (model, rule)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -202,7 +227,7 @@ impl Validator<'_> {
         for spanned in &m.inactivity_penalties {
             let p = spanned.get_ref();
             let pat = At { offset: spanned.span().start, ..*at };
-            if !(p.after_days > 0.0) || !p.after_days.is_finite() || !p.points.is_finite() {
+            if p.after_days.is_nan() || p.after_days <= 0.0 || !p.after_days.is_finite() || !p.points.is_finite() {
                 self.error(&pat, "inactivity penalty needs after_days > 0 and finite points");
             } else if out.iter().any(|q| q.after_days == p.after_days) {
                 self.error(&pat, format!("two inactivity penalties with after_days = {}", p.after_days));
@@ -210,7 +235,7 @@ impl Validator<'_> {
                 out.push(Penalty { after_days: p.after_days, after_ms: days_to_millis(p.after_days), points: p.points });
             }
         }
-        out.sort_by(|a, b| a.after_ms.cmp(&b.after_ms));
+        out.sort_by_key(|p| p.after_ms);
         out
     }
 
@@ -288,7 +313,7 @@ impl Validator<'_> {
         if let Some(min) = r.min_amount {
             if trigger != Trigger::Purchase {
                 self.error(at, format!("filter `min_amount` does not apply to `{}` rules", trigger.name()));
-            } else if !(min >= 0.0) {
+            } else if min.is_nan() || min < 0.0 {
                 self.error(at, "min_amount must be ≥ 0");
             }
         }

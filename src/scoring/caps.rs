@@ -91,8 +91,9 @@ mod tests {
         assert!(l.admit(&cap, "a", t(100), t(100), 0));
         assert!(l.admit(&cap, "b", t(101), t(101), 0));
         assert!(!l.admit(&cap, "c", t(103), t(103), 0));
-        assert!(!l.admit(&cap, "c", t(107), t(107), 0), "day 100 is still inside (100, 107]");
-        assert!(l.admit(&cap, "c", t(108) , t(108), 0), "day 100 left the window");
+        assert!(!l.admit(&cap, "c", t(106), t(106), 0), "day 100 is still inside (99, 106]");
+        assert!(l.admit(&cap, "c", t(107), t(107), 0), "day 100 left the window (100, 107]");
+        assert!(!l.admit(&cap, "d", t(107), t(107), 0), "101 and 107 fill the window");
     }
 
     #[test]

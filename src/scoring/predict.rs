@@ -106,12 +106,12 @@ impl View<'_> {
             (c.constant > b && b <= hi).then_some(b)?
         };
         let ratio = (boundary - c.constant) / c.decaying;
-        if !(ratio > 0.0) {
+        if ratio.is_nan() || ratio <= 0.0 {
             return None;
         }
         let days = if ratio >= 1.0 { 0.0 } else { ratio.ln() / f.ln() };
         let exact = start.millis() as f64 + days * MS_PER_DAY as f64;
-        if !(exact < end.millis() as f64 + 1.0) || exact > HORIZON_MS as f64 {
+        if exact.is_nan() || exact >= end.millis() as f64 + 1.0 || exact > HORIZON_MS as f64 {
             return None;
         }
         let first = self.first_change(start, end, exact.ceil() as i64)?;
