@@ -64,7 +64,11 @@ fn replay(args: &ReplayArgs) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let result = if args.decode_only { decode_only(args) } else { replay_file(args, rules) };
+    let result = if args.decode_only {
+        decode_only(args)
+    } else {
+        replay_file(args, rules)
+    };
     report_io(result)
 }
 
@@ -96,7 +100,10 @@ fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
     rejects.flush().context("writing rejects")?;
     if let Some(p) = &args.scores_out {
         let mut out = create(p)?;
-        replayer.write_scores(&mut out).and_then(|_| out.flush()).context("writing scores")?;
+        replayer
+            .write_scores(&mut out)
+            .and_then(|_| out.flush())
+            .context("writing scores")?;
     }
     let s = replayer.stats;
     let (contacts, timers) = (replayer.contacts(), replayer.timers());
@@ -119,7 +126,12 @@ fn decode_only(args: &ReplayArgs) -> anyhow::Result<()> {
         let decoded = std::str::from_utf8(&line)
             .ok()
             .filter(|t| !t.trim().is_empty())
-            .map(|t| parse_line(t).ok().and_then(|r| decode_wire(&r.payload).ok()).is_some());
+            .map(|t| {
+                parse_line(t)
+                    .ok()
+                    .and_then(|r| decode_wire(&r.payload).ok())
+                    .is_some()
+            });
         match decoded {
             Some(true) => ok += 1,
             Some(false) => bad += 1,
@@ -131,15 +143,25 @@ fn decode_only(args: &ReplayArgs) -> anyhow::Result<()> {
 }
 
 fn gen(args: &GenArgs) -> anyhow::Result<()> {
-    let opts = GenOptions { events: args.events, contacts: args.contacts, days: args.days, seed: args.seed, start: args.start };
+    let opts = GenOptions {
+        events: args.events,
+        contacts: args.contacts,
+        days: args.days,
+        seed: args.seed,
+        start: args.start,
+    };
     match &args.out {
         Some(p) => {
             let mut out = create(p)?;
-            generate(&opts, &mut out).and_then(|_| out.flush()).with_context(|| format!("writing {}", p.display()))
+            generate(&opts, &mut out)
+                .and_then(|_| out.flush())
+                .with_context(|| format!("writing {}", p.display()))
         }
         None => {
             let mut out = BufWriter::new(io::stdout().lock());
-            generate(&opts, &mut out).and_then(|_| out.flush()).context("writing events")
+            generate(&opts, &mut out)
+                .and_then(|_| out.flush())
+                .context("writing events")
         }
     }
 }

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use crate::time::EventTime;
 
 #[derive(Debug, Parser)]
-#[command(name = "leadscore", version, about = "Real-time lead scoring: exact decay, persistent timers, tier-change events")]
+#[command(
+    name = "leadscore",
+    version,
+    about = "Real-time lead scoring: exact decay, persistent timers, tier-change events"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -74,7 +78,8 @@ pub struct GenArgs {
 }
 
 fn parse_time(s: &str) -> Result<EventTime, String> {
-    EventTime::parse_rfc3339(s).ok_or_else(|| format!("`{s}` is not an RFC 3339 timestamp with offset"))
+    EventTime::parse_rfc3339(s)
+        .ok_or_else(|| format!("`{s}` is not an RFC 3339 timestamp with offset"))
 }
 
 /// Parses a humantime duration (`30d`, `5m`, `1s`) into milliseconds.

@@ -31,7 +31,10 @@ fn digest(contact: &str, event_id: &str) -> u128 {
 
 impl MemDedupe {
     pub fn new(window_ms: i64) -> Self {
-        MemDedupe { window_ms, ..Default::default() }
+        MemDedupe {
+            window_ms,
+            ..Default::default()
+        }
     }
 
     /// Records the pair at clock `now`; returns true if it was already seen
@@ -77,7 +80,10 @@ mod tests {
         let t = EventTime::from_millis(0);
         assert!(!d.seen_before("c1", "e1", t));
         assert!(d.seen_before("c1", "e1", t.plus_millis(29 * DAY)));
-        assert!(!d.seen_before("c2", "e1", t), "another contact's id is not a duplicate");
+        assert!(
+            !d.seen_before("c2", "e1", t),
+            "another contact's id is not a duplicate"
+        );
     }
 
     #[test]

@@ -46,13 +46,15 @@ pub fn generate(opts: &GenOptions, out: &mut impl Write) -> io::Result<()> {
             out.write_all(previous.as_bytes())?; // a re-sent duplicate
             continue;
         }
-        let mut at = opts.start.millis() + (span_ms as i128 * n as i128 / opts.events.max(1) as i128) as i64;
+        let mut at =
+            opts.start.millis() + (span_ms as i128 * n as i128 / opts.events.max(1) as i128) as i64;
         if rng.u32(0..100) < 3 {
             at -= rng.i64(0..2 * MS_PER_DAY);
         }
         let contact = format!("c-{:06}", rng.u64(0..contacts));
         let when = EventTime::from_millis(at).to_rfc3339();
-        let head = format!(r#""event_id": "e-{n}", "contact_id": "{contact}", "occurred_at": "{when}""#);
+        let head =
+            format!(r#""event_id": "e-{n}", "contact_id": "{contact}", "occurred_at": "{when}""#);
         line.clear();
         match rng.u32(0..100) {
             0..=49 => {
@@ -74,7 +76,11 @@ pub fn generate(opts: &GenOptions, out: &mut impl Write) -> io::Result<()> {
                 let form = FORMS[rng.usize(0..FORMS.len())];
                 let title = TITLES[rng.usize(0..TITLES.len())];
                 let budget = rng.u32(0..50) * 100;
-                let mail = if rng.bool() { "gmail.com" } else { "corp.example" };
+                let mail = if rng.bool() {
+                    "gmail.com"
+                } else {
+                    "corp.example"
+                };
                 line.push_str(&format!(
                     r#"{{"topic": "form-submissions", "key": "{contact}", "value": {{{head}, "form_id": "{form}", "fields": {{"title": "{title}", "budget": {budget}, "email": "x@{mail}"}}}}}}"#
                 ));

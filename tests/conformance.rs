@@ -16,7 +16,10 @@ fn cases_dir() -> PathBuf {
 
 fn read_jsonl(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn secs(at: &Value) -> f64 {
@@ -25,20 +28,31 @@ fn secs(at: &Value) -> f64 {
 }
 
 fn num(v: &Value, f: &str) -> f64 {
-    v[f].as_f64().unwrap_or_else(|| panic!("{f} missing in {v}"))
+    v[f].as_f64()
+        .unwrap_or_else(|| panic!("{f} missing in {v}"))
 }
 
 fn change_key(e: &Value) -> String {
     let c = &e["cause"];
     format!(
         "{} {} {} {} {} {} {} {}",
-        e["contact_id"], e["model"], e["from_tier"], e["to_tier"], e["direction"], c["kind"], c["event_id"], c["rule"]
+        e["contact_id"],
+        e["model"],
+        e["from_tier"],
+        e["to_tier"],
+        e["direction"],
+        c["kind"],
+        c["event_id"],
+        c["rule"]
     )
 }
 
 fn compare_changes(case: &str, expected: &[Value], got: &[Value]) {
     let ats: Vec<f64> = got.iter().map(|e| secs(&e["at"])).collect();
-    assert!(ats.windows(2).all(|w| w[1] >= w[0] - 1e-9), "{case}: output is not in `at` order");
+    assert!(
+        ats.windows(2).all(|w| w[1] >= w[0] - 1e-9),
+        "{case}: output is not in `at` order"
+    );
     assert_eq!(expected.len(), got.len(), "{case}: number of tier changes");
     let sort = |v: &[Value]| {
         let mut v = v.to_vec();
@@ -57,22 +71,38 @@ fn compare_changes(case: &str, expected: &[Value], got: &[Value]) {
             && (secs(&a["at"]) - secs(&b["at"])).abs() <= AT_TOL_S
             && (num(a, "score") - num(b, "score")).abs() <= SCORE_TOL
             && (num(a, "previous_score") - num(b, "previous_score")).abs() <= SCORE_TOL;
-        assert!(same, "{case}: first difference\n expected {a}\n      got {b}");
+        assert!(
+            same,
+            "{case}: first difference\n expected {a}\n      got {b}"
+        );
     }
-    let mut ids: Vec<&str> = got.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> = got
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!(ids.len(), got.len(), "{case}: output event_ids are not unique");
+    assert_eq!(
+        ids.len(),
+        got.len(),
+        "{case}: output event_ids are not unique"
+    );
 }
 
 fn compare_scores(case: &str, expected: &[Value], got: &[Value]) {
     assert_eq!(expected.len(), got.len(), "{case}: number of score rows");
     for (a, b) in expected.iter().zip(got) {
         for f in ["contact_id", "model", "tier"] {
-            assert_eq!(a[f], b[f], "{case}: score row differs: expected {a} got {b}");
+            assert_eq!(
+                a[f], b[f],
+                "{case}: score row differs: expected {a} got {b}"
+            );
         }
         for f in ["score", "fit", "engagement", "penalty"] {
-            assert!((num(a, f) - num(b, f)).abs() <= SCORE_TOL, "{case}: {f} differs: expected {a} got {b}");
+            assert!(
+                (num(a, f) - num(b, f)).abs() <= SCORE_TOL,
+                "{case}: {f} differs: expected {a} got {b}"
+            );
         }
     }
 }
@@ -86,17 +116,27 @@ fn compare_rejects(case: &str, expected: &[Value], got: &[Value]) {
     assert_eq!(lines(expected), lines(got), "{case}: rejected lines");
     for r in expected {
         let g = got.iter().find(|g| g["line"] == r["line"]).unwrap();
-        let envelope = r["detail"].as_str().unwrap_or("").starts_with("line is not an envelope");
+        let envelope = r["detail"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("line is not an envelope");
         let ok = g["reason"] == r["reason"]
             || (envelope && (g["reason"] == "invalid_json" || g["reason"] == "schema_violation"));
-        assert!(ok, "{case}: line {}: expected reason {}, got {}", r["line"], r["reason"], g["reason"]);
+        assert!(
+            ok,
+            "{case}: line {}: expected reason {}, got {}",
+            r["line"], r["reason"], g["reason"]
+        );
     }
 }
 
 fn run_case(name: &str) {
     let dir = cases_dir().join(name);
     let tmp = tempfile::tempdir().unwrap();
-    let (scores, rejects) = (tmp.path().join("scores.jsonl"), tmp.path().join("rejects.jsonl"));
+    let (scores, rejects) = (
+        tmp.path().join("scores.jsonl"),
+        tmp.path().join("rejects.jsonl"),
+    );
     let until = std::fs::read_to_string(dir.join("until")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_leadscore"))
         .arg("replay")
@@ -111,7 +151,12 @@ fn run_case(name: &str) {
         .arg(&rejects)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{name}: exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{name}: exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -119,8 +164,16 @@ fn run_case(name: &str) {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     compare_changes(name, &read_jsonl(&dir.join("expected.jsonl")), &got);
-    compare_scores(name, &read_jsonl(&dir.join("expected_scores.jsonl")), &read_jsonl(&scores));
-    compare_rejects(name, &read_jsonl(&dir.join("expected_rejects.jsonl")), &read_jsonl(&rejects));
+    compare_scores(
+        name,
+        &read_jsonl(&dir.join("expected_scores.jsonl")),
+        &read_jsonl(&scores),
+    );
+    compare_rejects(
+        name,
+        &read_jsonl(&dir.join("expected_rejects.jsonl")),
+        &read_jsonl(&rejects),
+    );
 }
 
 #[test]
@@ -144,7 +197,16 @@ fn every_case_rules_file_passes_check_rules() {
         if !rules.exists() {
             continue;
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_leadscore")).arg("check-rules").arg(&rules).output().unwrap();
-        assert!(out.status.success(), "{}: {}", rules.display(), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(env!("CARGO_BIN_EXE_leadscore"))
+            .arg("check-rules")
+            .arg(&rules)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            rules.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

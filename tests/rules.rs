@@ -6,7 +6,11 @@ use std::path::Path;
 use std::process::Command;
 
 fn check_rules(path: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_leadscore")).arg("check-rules").arg(path).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_leadscore"))
+        .arg("check-rules")
+        .arg(path)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -16,8 +20,14 @@ fn check_rules(path: &Path) -> (i32, String, String) {
 
 /// Reads `# expect: …` and `# line: N` from the fixture's header.
 fn expectations(text: &str) -> (String, Option<String>) {
-    let header = |key: &str| text.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()));
-    (header("# expect:").expect("fixture has an # expect: line"), header("# line:"))
+    let header = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+    };
+    (
+        header("# expect:").expect("fixture has an # expect: line"),
+        header("# line:"),
+    )
 }
 
 #[test]
@@ -29,9 +39,17 @@ fn invalid_rules_exit_2_with_a_precise_message() {
         let (expect, line) = expectations(&std::fs::read_to_string(&path).unwrap());
         let (code, _, stderr) = check_rules(&path);
         assert_eq!(code, 2, "{}: {stderr}", path.display());
-        assert!(stderr.contains(&expect), "{}: want `{expect}` in:\n{stderr}", path.display());
+        assert!(
+            stderr.contains(&expect),
+            "{}: want `{expect}` in:\n{stderr}",
+            path.display()
+        );
         if let Some(line) = line {
-            assert!(stderr.contains(&format!("line {line}:")), "{}: want line {line} in:\n{stderr}", path.display());
+            assert!(
+                stderr.contains(&format!("line {line}:")),
+                "{}: want line {line} in:\n{stderr}",
+                path.display()
+            );
         }
         seen += 1;
     }
@@ -52,12 +70,18 @@ fn a_valid_file_prints_a_summary() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("model b2b"), "{stdout}");
     assert!(stdout.contains("page_visit ("), "{stdout}");
-    assert!(stdout.contains("tiers: cold < warm ≥ 25 < hot ≥ 60"), "{stdout}");
+    assert!(
+        stdout.contains("tiers: cold < warm ≥ 25 < hot ≥ 60"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn a_missing_file_exits_2_and_says_so() {
     let (code, _, stderr) = check_rules(Path::new("/nonexistent/rules.toml"));
     assert_eq!(code, 2);
-    assert!(stderr.contains("cannot read rules file /nonexistent/rules.toml"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read rules file /nonexistent/rules.toml"),
+        "{stderr}"
+    );
 }

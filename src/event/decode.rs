@@ -204,7 +204,9 @@ fn email_action(action: Option<&str>) -> Result<EmailAction, DecodeError> {
     }
 }
 
-fn form_fields(fields: Option<Map<String, Value>>) -> Result<Vec<(String, FieldValue)>, DecodeError> {
+fn form_fields(
+    fields: Option<Map<String, Value>>,
+) -> Result<Vec<(String, FieldValue)>, DecodeError> {
     let Some(map) = fields else {
         return Ok(Vec::new());
     };
@@ -242,26 +244,38 @@ mod tests {
         let with_extra = OK.replace("}", r#","extra":{"a":[1]},"amount":"not mine"}"#);
         let e = page(&with_extra).unwrap();
         assert_eq!(e.contact.0, "c1");
-        assert!(matches!(e.body, EventBody::PageVisit { ref url, .. } if url == "https://x/pricing"));
+        assert!(
+            matches!(e.body, EventBody::PageVisit { ref url, .. } if url == "https://x/pricing")
+        );
     }
 
     #[test]
     fn names_the_missing_or_mistyped_field() {
-        let missing = page(r#"{"event_id":"e1","contact_id":"c1","occurred_at":"2026-03-03T10:00:00Z"}"#);
-        assert_eq!(missing.unwrap_err(), DecodeError::schema("url", "is required"));
+        let missing =
+            page(r#"{"event_id":"e1","contact_id":"c1","occurred_at":"2026-03-03T10:00:00Z"}"#);
+        assert_eq!(
+            missing.unwrap_err(),
+            DecodeError::schema("url", "is required")
+        );
         let typed = page(&OK.replace(r#""url":"https://x/pricing""#, r#""url":5"#)).unwrap_err();
         assert!(matches!(typed, DecodeError::SchemaViolation { ref field, .. } if field == "url"));
         let bad_time = page(&OK.replace("2026-03-03T10:00:00Z", "2026-03-03 10:00")).unwrap_err();
-        assert!(matches!(bad_time, DecodeError::SchemaViolation { ref field, .. } if field == "occurred_at"));
+        assert!(
+            matches!(bad_time, DecodeError::SchemaViolation { ref field, .. } if field == "occurred_at")
+        );
     }
 
     #[test]
     fn enforces_id_lengths() {
         let long = "x".repeat(129);
         let err = page(&OK.replace(r#""e1""#, &format!("\"{long}\""))).unwrap_err();
-        assert!(matches!(err, DecodeError::SchemaViolation { ref field, .. } if field == "event_id"));
+        assert!(
+            matches!(err, DecodeError::SchemaViolation { ref field, .. } if field == "event_id")
+        );
         let empty = page(&OK.replace(r#""c1""#, r#""""#)).unwrap_err();
-        assert!(matches!(empty, DecodeError::SchemaViolation { ref field, .. } if field == "contact_id"));
+        assert!(
+            matches!(empty, DecodeError::SchemaViolation { ref field, .. } if field == "contact_id")
+        );
     }
 
     #[test]
@@ -279,7 +293,13 @@ mod tests {
     fn email_action_defaults_to_click_and_rejects_others() {
         let base = r#"{"event_id":"e","contact_id":"c","occurred_at":"2026-01-01T00:00:00Z","email_id":"m"}"#;
         let e = decode(EventKind::Email, None, base.as_bytes()).unwrap();
-        assert!(matches!(e.body, EventBody::Email { action: EmailAction::Click, .. }));
+        assert!(matches!(
+            e.body,
+            EventBody::Email {
+                action: EmailAction::Click,
+                ..
+            }
+        ));
         let bad = base.replace(r#""m""#, r#""m","action":"bounce""#);
         let err = decode(EventKind::Email, None, bad.as_bytes()).unwrap_err();
         assert!(matches!(err, DecodeError::SchemaViolation { ref field, .. } if field == "action"));
@@ -289,11 +309,15 @@ mod tests {
     fn form_fields_must_be_scalars_and_amount_non_negative() {
         let form = r#"{"event_id":"e","contact_id":"c","occurred_at":"2026-01-01T00:00:00Z","form_id":"f","fields":{"a":1,"b":null,"c":"x","d":true}}"#;
         let e = decode(EventKind::Form, None, form.as_bytes()).unwrap();
-        let EventBody::Form { fields, .. } = e.body else { panic!("not a form") };
+        let EventBody::Form { fields, .. } = e.body else {
+            panic!("not a form")
+        };
         assert_eq!(fields.len(), 4);
         let nested = form.replace(r#""d":true"#, r#""d":{"x":1}"#);
         let err = decode(EventKind::Form, None, nested.as_bytes()).unwrap_err();
-        assert!(matches!(err, DecodeError::SchemaViolation { ref field, .. } if field == "fields.d"));
+        assert!(
+            matches!(err, DecodeError::SchemaViolation { ref field, .. } if field == "fields.d")
+        );
         let buy = r#"{"event_id":"e","contact_id":"c","occurred_at":"2026-01-01T00:00:00Z","product_id":"p","amount":-1}"#;
         let err = decode(EventKind::Purchase, None, buy.as_bytes()).unwrap_err();
         assert!(matches!(err, DecodeError::SchemaViolation { ref field, .. } if field == "amount"));

@@ -35,7 +35,14 @@ pub struct TierChanged {
 
 /// The same tier change always gets the same id: a hash of everything that
 /// identifies it (contact, model, instant, tiers, cause).
-pub fn tier_change_id(contact: &str, model: &str, at_ms: i64, from: &str, to: &str, cause: &Cause) -> String {
+pub fn tier_change_id(
+    contact: &str,
+    model: &str,
+    at_ms: i64,
+    from: &str,
+    to: &str,
+    cause: &Cause,
+) -> String {
     let mut h = Sha256::new();
     for part in [contact, model, &at_ms.to_string(), from, to] {
         h.update(part.as_bytes());
@@ -76,12 +83,27 @@ mod tests {
     #[test]
     fn ids_are_stable_and_distinguish_causes() {
         let a = tier_change_id("c", "m", 5, "cold", "warm", &Cause::Decay);
-        assert_eq!(a, tier_change_id("c", "m", 5, "cold", "warm", &Cause::Decay));
+        assert_eq!(
+            a,
+            tier_change_id("c", "m", 5, "cold", "warm", &Cause::Decay)
+        );
         assert_eq!(a.len(), 32);
-        assert_ne!(a, tier_change_id("c", "m", 5, "cold", "warm", &Cause::Inactivity));
-        assert_ne!(a, tier_change_id("c", "m", 6, "cold", "warm", &Cause::Decay));
-        let e1 = Cause::Event { topic: "t".into(), event_id: "1".into() };
-        let e2 = Cause::Event { topic: "t1".into(), event_id: "".into() };
+        assert_ne!(
+            a,
+            tier_change_id("c", "m", 5, "cold", "warm", &Cause::Inactivity)
+        );
+        assert_ne!(
+            a,
+            tier_change_id("c", "m", 6, "cold", "warm", &Cause::Decay)
+        );
+        let e1 = Cause::Event {
+            topic: "t".into(),
+            event_id: "1".into(),
+        };
+        let e2 = Cause::Event {
+            topic: "t1".into(),
+            event_id: "".into(),
+        };
         assert_ne!(
             tier_change_id("c", "m", 5, "a", "b", &e1),
             tier_change_id("c", "m", 5, "a", "b", &e2)
@@ -90,9 +112,15 @@ mod tests {
 
     #[test]
     fn cause_serializes_as_in_the_spec() {
-        let json = serde_json::to_string(&Cause::Expiry { rule: "webinar".into() }).unwrap();
+        let json = serde_json::to_string(&Cause::Expiry {
+            rule: "webinar".into(),
+        })
+        .unwrap();
         assert_eq!(json, r#"{"kind":"expiry","rule":"webinar"}"#);
-        assert_eq!(serde_json::to_string(&Cause::Decay).unwrap(), r#"{"kind":"decay"}"#);
+        assert_eq!(
+            serde_json::to_string(&Cause::Decay).unwrap(),
+            r#"{"kind":"decay"}"#
+        );
     }
 
     #[test]

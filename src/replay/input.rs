@@ -54,7 +54,11 @@ pub fn parse_line(line: &str) -> Result<Record<'_>, DecodeError> {
         (_, Some(Cow::Owned(s))) => Cow::Owned(s.into_bytes()),
         _ => return Err(not_envelope("neither `value` nor `payload`")),
     };
-    Ok(Record { topic, key: env.key, payload })
+    Ok(Record {
+        topic,
+        key: env.key,
+        payload,
+    })
 }
 
 #[cfg(test)]
@@ -63,7 +67,8 @@ mod tests {
 
     #[test]
     fn reads_both_envelopes() {
-        let plain = parse_line(r#"{"topic": "page-visits", "key": "c-1", "value": {"a": 1}}"#).unwrap();
+        let plain =
+            parse_line(r#"{"topic": "page-visits", "key": "c-1", "value": {"a": 1}}"#).unwrap();
         assert_eq!(plain.topic, "page-visits");
         assert_eq!(plain.key.as_deref(), Some("c-1"));
         assert_eq!(&*plain.payload, br#"{"a": 1}"#);
@@ -80,8 +85,19 @@ mod tests {
     fn classifies_bad_lines() {
         assert_eq!(parse_line("{broken").unwrap_err().reason(), "invalid_json");
         assert_eq!(parse_line("[1]").unwrap_err().reason(), "schema_violation");
-        assert_eq!(parse_line(r#"{"value": {}}"#).unwrap_err().reason(), "schema_violation");
-        assert_eq!(parse_line(r#"{"topic": "x"}"#).unwrap_err().reason(), "schema_violation");
-        assert_eq!(parse_line(r#"{"topic": 5, "value": {}}"#).unwrap_err().reason(), "schema_violation");
+        assert_eq!(
+            parse_line(r#"{"value": {}}"#).unwrap_err().reason(),
+            "schema_violation"
+        );
+        assert_eq!(
+            parse_line(r#"{"topic": "x"}"#).unwrap_err().reason(),
+            "schema_violation"
+        );
+        assert_eq!(
+            parse_line(r#"{"topic": 5, "value": {}}"#)
+                .unwrap_err()
+                .reason(),
+            "schema_violation"
+        );
     }
 }

@@ -119,7 +119,9 @@ impl<W: Write> Replayer<W> {
 
     /// Advances the clock to the event's time and applies it.
     pub fn event(&mut self, event: &Event, topic: &str) -> io::Result<()> {
-        let now = self.clock.map_or(event.occurred_at, |c| c.max(event.occurred_at));
+        let now = self
+            .clock
+            .map_or(event.occurred_at, |c| c.max(event.occurred_at));
         self.advance(now)?;
         if self.dedupe.seen_before(&event.contact.0, &event.id.0, now) {
             self.stats.duplicates += 1;
@@ -131,13 +133,15 @@ impl<W: Write> Replayer<W> {
             None => {
                 let i = self.contacts.len() as u32;
                 self.ids.insert(event.contact.0.clone(), i);
-                self.contacts.push((event.contact.clone(), self.engine.new_contact()));
+                self.contacts
+                    .push((event.contact.clone(), self.engine.new_contact()));
                 i
             }
         };
         self.fx.clear();
         let (_, state) = &mut self.contacts[idx as usize];
-        self.engine.apply_event(state, event, topic, now, &mut self.fx);
+        self.engine
+            .apply_event(state, event, topic, now, &mut self.fx);
         for t in &self.fx.timers {
             let key = (idx, t.model as u16);
             match t.due {
@@ -166,7 +170,9 @@ impl<W: Write> Replayer<W> {
             self.engine.fire(state, key.1 as usize, at, &mut self.fx);
             for t in &self.fx.timers {
                 match t.due {
-                    Some(due) if due <= to => self.due.push(Reverse((due, (key.0, t.model as u16)))),
+                    Some(due) if due <= to => {
+                        self.due.push(Reverse((due, (key.0, t.model as u16))))
+                    }
                     Some(due) => self.wheel.insert((key.0, t.model as u16), due),
                     None => {}
                 }
@@ -238,7 +244,11 @@ pub struct Progress {
 impl Default for Progress {
     fn default() -> Self {
         let now = Instant::now();
-        Progress { started: now, last: now, every: Duration::from_secs(3) }
+        Progress {
+            started: now,
+            last: now,
+            every: Duration::from_secs(3),
+        }
     }
 }
 
@@ -277,7 +287,11 @@ pub fn replay_lines<W: Write>(
             Err(e) => {
                 replayer.stats.lines += 1;
                 replayer.stats.rejected += 1;
-                write_reject(rejects, line_no, &DecodeError::InvalidJson(format!("line is not UTF-8: {e}")))?;
+                write_reject(
+                    rejects,
+                    line_no,
+                    &DecodeError::InvalidJson(format!("line is not UTF-8: {e}")),
+                )?;
                 continue;
             }
         };
@@ -293,6 +307,13 @@ pub fn replay_lines<W: Write>(
 }
 
 fn write_reject(out: &mut impl Write, line: u64, e: &DecodeError) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, &RejectLine { line, reason: e.reason(), detail: e.to_string() })?;
+    serde_json::to_writer(
+        &mut *out,
+        &RejectLine {
+            line,
+            reason: e.reason(),
+            detail: e.to_string(),
+        },
+    )?;
     out.write_all(b"\n")
 }

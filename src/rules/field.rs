@@ -207,7 +207,9 @@ mod tests {
         assert!(FieldCondition::Lt(100.0).holds(num(40.0).as_ref()));
         assert!(FieldCondition::Lte(100.0).holds(num(100.0).as_ref()));
         assert!(!FieldCondition::Lt(100.0).holds(text("cheap").as_ref()));
-        assert!(!FieldCondition::Lt(100.0).holds(ProfileValue::new(FieldValue::Bool(false)).as_ref()));
+        assert!(
+            !FieldCondition::Lt(100.0).holds(ProfileValue::new(FieldValue::Bool(false)).as_ref())
+        );
     }
 
     #[test]

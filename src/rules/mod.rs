@@ -177,23 +177,42 @@ impl EngagementRule {
     pub fn matches<'e>(&self, body: &'e EventBody) -> Option<&'e str> {
         let f = &self.filters;
         match (self.trigger, body) {
-            (Trigger::PageVisit, EventBody::PageVisit { url, .. }) => glob_ok(&f.url, Some(url)).then_some(url.as_str()),
-            (Trigger::EmailOpen | Trigger::EmailClick | Trigger::EmailUnsubscribe, EventBody::Email { email_id, action, link_url }) => {
+            (Trigger::PageVisit, EventBody::PageVisit { url, .. }) => {
+                glob_ok(&f.url, Some(url)).then_some(url.as_str())
+            }
+            (
+                Trigger::EmailOpen | Trigger::EmailClick | Trigger::EmailUnsubscribe,
+                EventBody::Email {
+                    email_id,
+                    action,
+                    link_url,
+                },
+            ) => {
                 let wanted = match self.trigger {
                     Trigger::EmailOpen => EmailAction::Open,
                     Trigger::EmailClick => EmailAction::Click,
                     _ => EmailAction::Unsubscribe,
                 };
-                (*action == wanted && glob_ok(&f.email_id, Some(email_id)) && glob_ok(&f.link_url, link_url.as_deref()))
-                    .then_some(email_id.as_str())
+                (*action == wanted
+                    && glob_ok(&f.email_id, Some(email_id))
+                    && glob_ok(&f.link_url, link_url.as_deref()))
+                .then_some(email_id.as_str())
             }
-            (Trigger::FormSubmit, EventBody::Form { form_id, .. }) => glob_ok(&f.form_id, Some(form_id)).then_some(form_id.as_str()),
-            (Trigger::Purchase, EventBody::Purchase { product_id, amount, .. }) => {
+            (Trigger::FormSubmit, EventBody::Form { form_id, .. }) => {
+                glob_ok(&f.form_id, Some(form_id)).then_some(form_id.as_str())
+            }
+            (
+                Trigger::Purchase,
+                EventBody::Purchase {
+                    product_id, amount, ..
+                },
+            ) => {
                 let amount_ok = match f.min_amount {
                     None => true,
                     Some(min) => amount.is_some_and(|a| a >= min),
                 };
-                (amount_ok && glob_ok(&f.product_id, Some(product_id))).then_some(product_id.as_str())
+                (amount_ok && glob_ok(&f.product_id, Some(product_id)))
+                    .then_some(product_id.as_str())
             }
             _ => None,
         }
@@ -228,9 +247,15 @@ impl fmt::Display for RuleError {
 #[derive(Debug, Error)]
 pub enum RulesError {
     #[error("cannot read rules file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {}", .errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(&format!("\n{path}: ")))]
-    Invalid { path: String, errors: Vec<RuleError> },
+    Invalid {
+        path: String,
+        errors: Vec<RuleError>,
+    },
 }
 
 impl RuleSet {

@@ -7,7 +7,11 @@ use super::{Decay, Model, RuleSet, Trigger};
 
 /// Renders models, tiers and rules by kind.
 pub fn summary(rules: &RuleSet) -> String {
-    let total: usize = rules.models.iter().map(|m| m.fit_rules.len() + m.engagement_rules.len()).sum();
+    let total: usize = rules
+        .models
+        .iter()
+        .map(|m| m.fit_rules.len() + m.engagement_rules.len())
+        .sum();
     let mut out = format!("{} model(s), {} rule(s)\n", rules.models.len(), total);
     for m in &rules.models {
         model_summary(&mut out, m);
@@ -21,21 +25,43 @@ fn model_summary(out: &mut String, m: &Model) {
         Decay::PercentPerDay(p) => format!("decay {}%/day", format_number(p)),
         Decay::HalfLifeDays(h) => format!("decay half-life {} days", format_number(h)),
     };
-    let _ = writeln!(out, "\nmodel {}: {decay}, hysteresis {}", m.name, format_number(m.hysteresis));
+    let _ = writeln!(
+        out,
+        "\nmodel {}: {decay}, hysteresis {}",
+        m.name,
+        format_number(m.hysteresis)
+    );
     let tiers: Vec<String> = m
         .tiers
         .iter()
-        .map(|t| if t.min.is_finite() { format!("{} ≥ {}", t.name, format_number(t.min)) } else { t.name.clone() })
+        .map(|t| {
+            if t.min.is_finite() {
+                format!("{} ≥ {}", t.name, format_number(t.min))
+            } else {
+                t.name.clone()
+            }
+        })
         .collect();
     let _ = writeln!(out, "  tiers: {}", tiers.join(" < "));
     if let Some((lo, hi)) = m.score_range {
-        let _ = writeln!(out, "  score range: [{}, {}]", format_number(lo), format_number(hi));
+        let _ = writeln!(
+            out,
+            "  score range: [{}, {}]",
+            format_number(lo),
+            format_number(hi)
+        );
     }
     if !m.penalties.is_empty() {
         let steps: Vec<String> = m
             .penalties
             .iter()
-            .map(|p| format!("{} after {}d", format_number(p.points), format_number(p.after_days)))
+            .map(|p| {
+                format!(
+                    "{} after {}d",
+                    format_number(p.points),
+                    format_number(p.after_days)
+                )
+            })
             .collect();
         let _ = writeln!(out, "  inactivity: {}", steps.join(", "));
     }
@@ -43,7 +69,15 @@ fn model_summary(out: &mut String, m: &Model) {
         let ids: Vec<String> = m
             .fit_rules
             .iter()
-            .map(|r| format!("{} ({} {}, {})", r.id, r.field, r.condition.op_name(), signed(r.points)))
+            .map(|r| {
+                format!(
+                    "{} ({} {}, {})",
+                    r.id,
+                    r.field,
+                    r.condition.op_name(),
+                    signed(r.points)
+                )
+            })
             .collect();
         let _ = writeln!(out, "  field ({}): {}", ids.len(), ids.join(", "));
     }
@@ -81,7 +115,13 @@ fn model_summary(out: &mut String, m: &Model) {
             })
             .collect();
         if !rules.is_empty() {
-            let _ = writeln!(out, "  {} ({}): {}", trigger.name(), rules.len(), rules.join(", "));
+            let _ = writeln!(
+                out,
+                "  {} ({}): {}",
+                trigger.name(),
+                rules.len(),
+                rules.join(", ")
+            );
         }
     }
 }

@@ -6,7 +6,10 @@ use toml::Spanned;
 
 use super::field::{FieldCondition, Norm};
 use super::raw::{RawDecay, RawFile, RawModel, RawRule};
-use super::{Cap, Decay, EngagementRule, Filters, FitRule, Glob, Model, Penalty, RuleError, RuleSet, Tier, Trigger};
+use super::{
+    Cap, Decay, EngagementRule, Filters, FitRule, Glob, Model, Penalty, RuleError, RuleSet, Tier,
+    Trigger,
+};
 use crate::time::days_to_millis;
 
 /// Parses rules text; a syntax or shape error (unknown key, wrong type) stops
@@ -15,9 +18,17 @@ pub(super) fn parse(text: &str) -> Result<RuleSet, Vec<RuleError>> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(text, s.start));
         let (model, rule) = line.map(|l| enclosing(text, l)).unwrap_or_default();
-        vec![RuleError { line, model, rule, message: e.message().trim().to_string() }]
+        vec![RuleError {
+            line,
+            model,
+            rule,
+            message: e.message().trim().to_string(),
+        }]
     })?;
-    let mut v = Validator { text, errors: Vec::new() };
+    let mut v = Validator {
+        text,
+        errors: Vec::new(),
+    };
     let models = v.models(raw.model);
     if v.errors.is_empty() {
         Ok(RuleSet { models })
@@ -55,7 +66,11 @@ fn enclosing(text: &str, line: usize) -> (Option<String>, Option<String>) {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 struct Validator<'t> {
@@ -95,9 +110,15 @@ impl Validator<'_> {
             let offset = spanned.span().start;
             let m = spanned.into_inner();
             let name = m.name.get_ref().clone();
-            let at = At { model: Some(&name), rule: None, offset: m.name.span().start };
+            let at = At {
+                model: Some(&name),
+                rule: None,
+                offset: m.name.span().start,
+            };
             let valid_name = !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
             if !valid_name {
                 self.error(&at, "name must match [a-z0-9_-]+");
             }
@@ -112,26 +133,51 @@ impl Validator<'_> {
     }
 
     fn model(&mut self, name: &str, offset: usize, m: RawModel) -> Option<Model> {
-        let at = At { model: Some(name), rule: None, offset };
+        let at = At {
+            model: Some(name),
+            rule: None,
+            offset,
+        };
         let decay = match &m.decay {
             None => Decay::None,
-            Some(d) => self.decay(&At { offset: d.span().start, ..at }, d.get_ref()),
+            Some(d) => self.decay(
+                &At {
+                    offset: d.span().start,
+                    ..at
+                },
+                d.get_ref(),
+            ),
         };
         let hysteresis = match &m.hysteresis {
             None => 0.0,
             Some(h) if *h.get_ref() >= 0.0 && h.get_ref().is_finite() => *h.get_ref(),
             Some(h) => {
-                self.error(&At { offset: h.span().start, ..at }, "hysteresis must be a number ≥ 0");
+                self.error(
+                    &At {
+                        offset: h.span().start,
+                        ..at
+                    },
+                    "hysteresis must be a number ≥ 0",
+                );
                 0.0
             }
         };
-        let score_range = m.score_range.as_ref().and_then(|r| match r.get_ref().as_slice() {
-            [lo, hi] if lo < hi => Some((*lo, *hi)),
-            _ => {
-                self.error(&At { offset: r.span().start, ..at }, "score_range must be [low, high] with low < high");
-                None
-            }
-        });
+        let score_range = m
+            .score_range
+            .as_ref()
+            .and_then(|r| match r.get_ref().as_slice() {
+                [lo, hi] if lo < hi => Some((*lo, *hi)),
+                _ => {
+                    self.error(
+                        &At {
+                            offset: r.span().start,
+                            ..at
+                        },
+                        "score_range must be [low, high] with low < high",
+                    );
+                    None
+                }
+            });
         let tiers = self.tiers(&at, &m);
         let penalties = self.penalties(&at, &m);
         let mut ids = HashSet::new();
@@ -141,12 +187,22 @@ impl Validator<'_> {
             let offset = spanned.span().start;
             let rule = spanned.into_inner();
             let id = rule.id.get_ref().clone();
-            let rat = At { model: Some(name), rule: Some(&id), offset };
+            let rat = At {
+                model: Some(name),
+                rule: Some(&id),
+                offset,
+            };
             if id.is_empty() {
                 self.error(&rat, "rule id must not be empty");
             }
             if !ids.insert(id.clone()) {
-                self.error(&At { offset: rule.id.span().start, ..rat }, "duplicate rule id");
+                self.error(
+                    &At {
+                        offset: rule.id.span().start,
+                        ..rat
+                    },
+                    "duplicate rule id",
+                );
             }
             if !rule.points.is_finite() {
                 self.error(&rat, "points must be a finite number");
@@ -173,7 +229,10 @@ impl Validator<'_> {
         match (d.percent_per_day, d.half_life_days) {
             (Some(p), None) if p > 0.0 && p < 100.0 => Decay::PercentPerDay(p),
             (Some(p), None) => {
-                self.error(at, format!("decay percent_per_day must be in (0, 100), got {p}"));
+                self.error(
+                    at,
+                    format!("decay percent_per_day must be in (0, 100), got {p}"),
+                );
                 Decay::None
             }
             (None, Some(h)) if h > 0.0 && h.is_finite() => Decay::HalfLifeDays(h),
@@ -182,7 +241,10 @@ impl Validator<'_> {
                 Decay::None
             }
             _ => {
-                self.error(at, "decay takes exactly one of percent_per_day or half_life_days");
+                self.error(
+                    at,
+                    "decay takes exactly one of percent_per_day or half_life_days",
+                );
                 Decay::None
             }
         }
@@ -191,11 +253,20 @@ impl Validator<'_> {
     fn tiers(&mut self, at: &At, m: &RawModel) -> Vec<Tier> {
         let mut tiers: Vec<Tier> = Vec::new();
         if m.tiers.get_ref().is_empty() {
-            self.error(&At { offset: m.tiers.span().start, ..*at }, "tiers must not be empty");
+            self.error(
+                &At {
+                    offset: m.tiers.span().start,
+                    ..*at
+                },
+                "tiers must not be empty",
+            );
         }
         let mut names = HashSet::new();
         for (i, spanned) in m.tiers.get_ref().iter().enumerate() {
-            let tat = At { offset: spanned.span().start, ..*at };
+            let tat = At {
+                offset: spanned.span().start,
+                ..*at
+            };
             let t = spanned.get_ref();
             if t.name.is_empty() || !names.insert(t.name.as_str()) {
                 self.error(&tat, format!("tier name `{}` is empty or repeated", t.name));
@@ -203,7 +274,10 @@ impl Validator<'_> {
             let min = match (i, t.min) {
                 (0, None) => f64::NEG_INFINITY,
                 (0, Some(_)) => {
-                    self.error(&tat, format!("the first tier `{}` must not have a min", t.name));
+                    self.error(
+                        &tat,
+                        format!("the first tier `{}` must not have a min", t.name),
+                    );
                     f64::NEG_INFINITY
                 }
                 (_, None) => {
@@ -217,7 +291,10 @@ impl Validator<'_> {
                     min
                 }
             };
-            tiers.push(Tier { name: t.name.clone(), min });
+            tiers.push(Tier {
+                name: t.name.clone(),
+                min,
+            });
         }
         tiers
     }
@@ -226,13 +303,33 @@ impl Validator<'_> {
         let mut out: Vec<Penalty> = Vec::new();
         for spanned in &m.inactivity_penalties {
             let p = spanned.get_ref();
-            let pat = At { offset: spanned.span().start, ..*at };
-            if p.after_days.is_nan() || p.after_days <= 0.0 || !p.after_days.is_finite() || !p.points.is_finite() {
-                self.error(&pat, "inactivity penalty needs after_days > 0 and finite points");
+            let pat = At {
+                offset: spanned.span().start,
+                ..*at
+            };
+            if p.after_days.is_nan()
+                || p.after_days <= 0.0
+                || !p.after_days.is_finite()
+                || !p.points.is_finite()
+            {
+                self.error(
+                    &pat,
+                    "inactivity penalty needs after_days > 0 and finite points",
+                );
             } else if out.iter().any(|q| q.after_days == p.after_days) {
-                self.error(&pat, format!("two inactivity penalties with after_days = {}", p.after_days));
+                self.error(
+                    &pat,
+                    format!(
+                        "two inactivity penalties with after_days = {}",
+                        p.after_days
+                    ),
+                );
             } else {
-                out.push(Penalty { after_days: p.after_days, after_ms: days_to_millis(p.after_days), points: p.points });
+                out.push(Penalty {
+                    after_days: p.after_days,
+                    after_ms: days_to_millis(p.after_days),
+                    points: p.points,
+                });
             }
         }
         out.sort_by_key(|p| p.after_ms);
@@ -276,7 +373,12 @@ impl Validator<'_> {
                 return None;
             }
         };
-        Some(FitRule { id: r.id.into_inner(), field, condition, points: r.points })
+        Some(FitRule {
+            id: r.id.into_inner(),
+            field,
+            condition,
+            points: r.points,
+        })
     }
 
     fn engagement_rule(&mut self, at: &At, r: RawRule) -> Option<EngagementRule> {
@@ -292,12 +394,22 @@ impl Validator<'_> {
                 return None;
             }
         };
-        for (key, present) in [("field", r.field.is_some()), ("op", r.op.is_some()), ("value", r.value.is_some())] {
+        for (key, present) in [
+            ("field", r.field.is_some()),
+            ("op", r.op.is_some()),
+            ("value", r.value.is_some()),
+        ] {
             if present {
-                self.error(at, format!("`{key}` belongs to `field` rules, not `{}`", trigger.name()));
+                self.error(
+                    at,
+                    format!("`{key}` belongs to `field` rules, not `{}`", trigger.name()),
+                );
             }
         }
-        let email = matches!(trigger, Trigger::EmailOpen | Trigger::EmailClick | Trigger::EmailUnsubscribe);
+        let email = matches!(
+            trigger,
+            Trigger::EmailOpen | Trigger::EmailClick | Trigger::EmailUnsubscribe
+        );
         let filters = [
             ("url", &r.url, trigger == Trigger::PageVisit),
             ("email_id", &r.email_id, email),
@@ -307,12 +419,24 @@ impl Validator<'_> {
         ];
         for (key, value, belongs) in filters {
             if value.is_some() && !belongs {
-                self.error(at, format!("filter `{key}` does not apply to `{}` rules", trigger.name()));
+                self.error(
+                    at,
+                    format!(
+                        "filter `{key}` does not apply to `{}` rules",
+                        trigger.name()
+                    ),
+                );
             }
         }
         if let Some(min) = r.min_amount {
             if trigger != Trigger::Purchase {
-                self.error(at, format!("filter `min_amount` does not apply to `{}` rules", trigger.name()));
+                self.error(
+                    at,
+                    format!(
+                        "filter `min_amount` does not apply to `{}` rules",
+                        trigger.name()
+                    ),
+                );
             } else if min.is_nan() || min < 0.0 {
                 self.error(at, "min_amount must be ≥ 0");
             }
@@ -361,7 +485,11 @@ impl Validator<'_> {
                 }
                 None
             }
-            Some(n) if n >= 1 && n <= u32::MAX as i64 => Some(Cap { max_times: n as u32, window_ms, per_item: r.per_item.unwrap_or(false) }),
+            Some(n) if n >= 1 && n <= u32::MAX as i64 => Some(Cap {
+                max_times: n as u32,
+                window_ms,
+                per_item: r.per_item.unwrap_or(false),
+            }),
             Some(n) => {
                 self.error(at, format!("max_times must be ≥ 1, got {n}"));
                 None
@@ -383,9 +511,10 @@ fn scalar(v: &toml::Value) -> Option<Norm> {
 fn strings(v: &toml::Value) -> Option<Vec<String>> {
     match v {
         toml::Value::String(s) => Some(vec![s.to_lowercase()]),
-        toml::Value::Array(items) if !items.is_empty() => {
-            items.iter().map(|i| i.as_str().map(str::to_lowercase)).collect()
-        }
+        toml::Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_lowercase))
+            .collect(),
         _ => None,
     }
 }
@@ -398,9 +527,11 @@ fn field_condition(op: &str, value: Option<&toml::Value>) -> Result<FieldConditi
         _ => Err(need("a number")),
     };
     let list = |v: Option<&toml::Value>| match v {
-        Some(toml::Value::Array(items)) if !items.is_empty() => {
-            items.iter().map(scalar).collect::<Option<Vec<_>>>().ok_or_else(|| need("an array of strings, numbers or booleans"))
-        }
+        Some(toml::Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(scalar)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| need("an array of strings, numbers or booleans")),
         _ => Err(need("a non-empty array")),
     };
     match op {

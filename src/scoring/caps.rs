@@ -22,7 +22,14 @@ pub struct CapLedger {
 
 impl CapLedger {
     /// Whether a match at `t` may score; if so, records it.
-    pub fn admit(&mut self, cap: &Cap, item: &str, t: EventTime, clock: EventTime, grace_ms: i64) -> bool {
+    pub fn admit(
+        &mut self,
+        cap: &Cap,
+        item: &str,
+        t: EventTime,
+        clock: EventTime,
+        grace_ms: i64,
+    ) -> bool {
         let key = if cap.per_item { item } else { "" };
         let times = match self.items.get_mut(key) {
             Some(times) => times,
@@ -57,10 +64,14 @@ impl CapLedger {
         if self.items.len() <= 1 {
             return;
         }
-        if self.swept_at.is_some_and(|at| clock.millis() - at.millis() < window_ms) {
+        if self
+            .swept_at
+            .is_some_and(|at| clock.millis() - at.millis() < window_ms)
+        {
             return;
         }
-        self.items.retain(|_, times| times.last().is_some_and(|last| *last > horizon));
+        self.items
+            .retain(|_, times| times.last().is_some_and(|last| *last > horizon));
         self.swept_at = Some(clock);
     }
 
@@ -86,19 +97,36 @@ mod tests {
 
     #[test]
     fn window_cap_slides() {
-        let cap = Cap { max_times: 2, window_ms: Some(7 * DAY), per_item: false };
+        let cap = Cap {
+            max_times: 2,
+            window_ms: Some(7 * DAY),
+            per_item: false,
+        };
         let mut l = CapLedger::default();
         assert!(l.admit(&cap, "a", t(100), t(100), 0));
         assert!(l.admit(&cap, "b", t(101), t(101), 0));
         assert!(!l.admit(&cap, "c", t(103), t(103), 0));
-        assert!(!l.admit(&cap, "c", t(106), t(106), 0), "day 100 is still inside (99, 106]");
-        assert!(l.admit(&cap, "c", t(107), t(107), 0), "day 100 left the window (100, 107]");
-        assert!(!l.admit(&cap, "d", t(107), t(107), 0), "101 and 107 fill the window");
+        assert!(
+            !l.admit(&cap, "c", t(106), t(106), 0),
+            "day 100 is still inside (99, 106]"
+        );
+        assert!(
+            l.admit(&cap, "c", t(107), t(107), 0),
+            "day 100 left the window (100, 107]"
+        );
+        assert!(
+            !l.admit(&cap, "d", t(107), t(107), 0),
+            "101 and 107 fill the window"
+        );
     }
 
     #[test]
     fn per_item_caps_count_each_item() {
-        let cap = Cap { max_times: 1, window_ms: Some(DAY), per_item: true };
+        let cap = Cap {
+            max_times: 1,
+            window_ms: Some(DAY),
+            per_item: true,
+        };
         let mut l = CapLedger::default();
         assert!(l.admit(&cap, "em-1", t(10), t(10), 0));
         assert!(l.admit(&cap, "em-2", t(10), t(10), 0));
@@ -107,22 +135,41 @@ mod tests {
 
     #[test]
     fn late_events_count_only_matches_before_them() {
-        let cap = Cap { max_times: 1, window_ms: None, per_item: false };
+        let cap = Cap {
+            max_times: 1,
+            window_ms: None,
+            per_item: false,
+        };
         let mut l = CapLedger::default();
         assert!(l.admit(&cap, "", t(10), t(10), 0));
-        assert!(l.admit(&cap, "", t(5), t(10), 0), "nothing scored at or before day 5");
+        assert!(
+            l.admit(&cap, "", t(5), t(10), 0),
+            "nothing scored at or before day 5"
+        );
         assert!(!l.admit(&cap, "", t(7), t(10), 0));
-        assert_eq!(l.times(""), &[t(5)], "a lifetime cap keeps the earliest max_times");
+        assert_eq!(
+            l.times(""),
+            &[t(5)],
+            "a lifetime cap keeps the earliest max_times"
+        );
     }
 
     #[test]
     fn memory_stays_bounded() {
-        let cap = Cap { max_times: 3, window_ms: Some(DAY), per_item: true };
+        let cap = Cap {
+            max_times: 3,
+            window_ms: Some(DAY),
+            per_item: true,
+        };
         let mut l = CapLedger::default();
         for i in 0..10_000 {
             let now = EventTime::from_millis(i * DAY / 10);
             l.admit(&cap, &format!("item-{i}"), now, now, DAY);
         }
-        assert!(l.item_count() < 40, "stale items must be swept, got {}", l.item_count());
+        assert!(
+            l.item_count() < 40,
+            "stale items must be swept, got {}",
+            l.item_count()
+        );
     }
 }

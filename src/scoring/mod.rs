@@ -64,7 +64,11 @@ pub struct Engine {
 impl Engine {
     pub fn new(rules: RuleSet, late_grace_ms: i64) -> Engine {
         let factors = rules.models.iter().map(|m| m.decay.factor()).collect();
-        Engine { rules, factors, late_grace_ms }
+        Engine {
+            rules,
+            factors,
+            late_grace_ms,
+        }
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -79,13 +83,28 @@ impl Engine {
 
     /// Score components of one model at `now`.
     pub fn components(&self, contact: &ContactState, model: usize, now: EventTime) -> Components {
-        components(&self.rules.models[model], &contact.models[model], contact.last_activity, now, Edge::At)
+        components(
+            &self.rules.models[model],
+            &contact.models[model],
+            contact.last_activity,
+            now,
+            Edge::At,
+        )
     }
 
     /// Applies one event at clock time `now` (≥ every earlier `now` for this contact).
-    pub fn apply_event(&self, contact: &mut ContactState, event: &Event, topic: &str, now: EventTime, fx: &mut Effects) {
+    pub fn apply_event(
+        &self,
+        contact: &mut ContactState,
+        event: &Event,
+        topic: &str,
+        now: EventTime,
+        fx: &mut Effects,
+    ) {
         let t = event.occurred_at;
-        let before: Vec<f64> = (0..self.rules.models.len()).map(|m| self.components(contact, m, now).score).collect();
+        let before: Vec<f64> = (0..self.rules.models.len())
+            .map(|m| self.components(contact, m, now).score)
+            .collect();
         if let EventBody::Form { fields, .. } = &event.body {
             if contact.profile.apply(fields, t) {
                 for (model, ms) in self.rules.models.iter().zip(&mut contact.models) {
@@ -99,7 +118,9 @@ impl Engine {
             let ms = &mut contact.models[m];
             ms.rebase(f, now);
             for (r, rule) in model.engagement_rules.iter().enumerate() {
-                let Some(item) = rule.matches(&event.body) else { continue };
+                let Some(item) = rule.matches(&event.body) else {
+                    continue;
+                };
                 let index = r as u16;
                 if ms.admit(index, rule, item, t, now, self.late_grace_ms) {
                     ms.contribute(index, rule, f, t, now);
@@ -114,7 +135,10 @@ impl Engine {
                     score: after,
                     previous_score: before[m],
                     at: now,
-                    cause: Cause::Event { topic: topic.to_string(), event_id: event.id.0.clone() },
+                    cause: Cause::Event {
+                        topic: topic.to_string(),
+                        event_id: event.id.0.clone(),
+                    },
                 });
                 ms.tier = to;
             }
@@ -137,9 +161,19 @@ impl Engine {
             let cause = match p.cause {
                 PredictedCause::Decay | PredictedCause::Recheck => Cause::Decay,
                 PredictedCause::Inactivity => Cause::Inactivity,
-                PredictedCause::Expiry { rule } => Cause::Expiry { rule: model.engagement_rules[rule as usize].id.clone() },
+                PredictedCause::Expiry { rule } => Cause::Expiry {
+                    rule: model.engagement_rules[rule as usize].id.clone(),
+                },
             };
-            fx.changes.push(TierChange { model: m, from: ms.tier, to, score, previous_score, at, cause });
+            fx.changes.push(TierChange {
+                model: m,
+                from: ms.tier,
+                to,
+                score,
+                previous_score,
+                at,
+                cause,
+            });
             ms.tier = to;
         }
         ms.next = None;
@@ -149,8 +183,13 @@ impl Engine {
     fn repredict(&self, contact: &mut ContactState, m: usize, now: EventTime, fx: &mut Effects) {
         let ms = &mut contact.models[m];
         let next = predict(&self.rules.models[m], ms, contact.last_activity, now);
-        if next.as_ref().map(|p| p.at) != ms.next.as_ref().map(|p| p.at) || ms.next.is_none() != next.is_none() {
-            fx.timers.push(TimerUpdate { model: m, due: next.as_ref().map(|p| p.at) });
+        if next.as_ref().map(|p| p.at) != ms.next.as_ref().map(|p| p.at)
+            || ms.next.is_none() != next.is_none()
+        {
+            fx.timers.push(TimerUpdate {
+                model: m,
+                due: next.as_ref().map(|p| p.at),
+            });
         }
         ms.next = next;
     }
@@ -160,13 +199,25 @@ impl Engine {
         let model = &self.rules.models[change.model];
         let (from, to) = (&model.tiers[change.from].name, &model.tiers[change.to].name);
         TierChanged {
-            event_id: tier_change_id(contact, &model.name, change.at.millis(), from, to, &change.cause),
+            event_id: tier_change_id(
+                contact,
+                &model.name,
+                change.at.millis(),
+                from,
+                to,
+                &change.cause,
+            ),
             kind: "tier_changed".to_string(),
             contact_id: contact.to_string(),
             model: model.name.clone(),
             from_tier: from.clone(),
             to_tier: to.clone(),
-            direction: if change.to > change.from { "up" } else { "down" }.to_string(),
+            direction: if change.to > change.from {
+                "up"
+            } else {
+                "down"
+            }
+            .to_string(),
             score: round2(change.score),
             previous_score: round2(change.previous_score),
             at: change.at.to_rfc3339(),

@@ -1,135 +1,245 @@
 //! When will the tier change next if nothing else arrives?
 //!
 //! Between breakpoints (an expiry, an inactivity step, a contribution dated
-//! ahead of the clock starting to decay) the score is `A·f^Δ + B`, monotone,
-//! so a decay crossing is solved in closed form and then pinned to the first
-//! millisecond at which the tier rule — evaluated by the very code that will
-//! run when the timer fires — says "move". At a breakpoint the score may
-//! jump; the tier rule is evaluated there directly.
+//! ahead of the clock starting to decay) the score is `A·f^Δ + B`, monotone.
+//! The walk starts from the full score at `now` and carries `A` and `B`
+//! across breakpoints incrementally, so a prediction costs one pass over the
+//! pending contributions plus O(1) per breakpoint visited. Inside a segment a
+//! decay crossing is solved in closed form, then pinned to the first
+//! millisecond at which the tier rule, evaluated on the same curve, says
+//! "move". At a breakpoint the score may jump; the rule is evaluated there.
 
-use super::score::{components, curve, transition, Edge};
+use super::score::{clamp, curve, transition, Curve, Edge};
 use super::state::{ModelState, PredictedCause, Prediction};
 use crate::rules::Model;
 use crate::time::{EventTime, MS_PER_DAY};
 
-/// Breakpoints scanned per prediction before settling for a recheck timer.
+/// Breakpoints visited per prediction before settling for a recheck timer.
 const MAX_BREAKPOINTS: usize = 64;
 
 /// Latest instant we schedule anything for (year ~10,000).
 const HORIZON_MS: i64 = 253_402_300_799_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Break {
-    Expiry(u16),
-    Inactivity,
-    DecayStart,
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Step {
+    /// A contribution expires: subtract it from the decaying part (its value
+    /// then) or from the constant part.
+    Expiry {
+        rule: u16,
+        points: f64,
+        t: EventTime,
+        decays: bool,
+    },
+    /// The inactivity penalty changes by `delta`.
+    Inactivity { delta: f64 },
+    /// A contribution dated after `now` starts decaying.
+    DecayStart { points: f64 },
 }
 
 /// The next tier change strictly after `now`, or `None` if there is none.
-pub fn predict(model: &Model, ms: &ModelState, last_activity: Option<EventTime>, now: EventTime) -> Option<Prediction> {
-    let mut breaks: Vec<(EventTime, Break)> = Vec::new();
-    for c in &ms.pending {
-        if let Some(e) = c.expires.filter(|e| *e > now) {
-            breaks.push((e, Break::Expiry(c.rule)));
-        }
-        if c.decays && c.t > now {
-            breaks.push((c.t, Break::DecayStart));
+pub fn predict(
+    model: &Model,
+    ms: &ModelState,
+    last_activity: Option<EventTime>,
+    now: EventTime,
+) -> Option<Prediction> {
+    let f = model.decay.factor();
+    let mut steps: Vec<(EventTime, Step)> = Vec::new();
+    if ms.unfolded > 0 {
+        for c in ms.pending.iter().filter(|c| c.decays && c.t > now) {
+            steps.push((c.t, Step::DecayStart { points: c.points }));
         }
     }
+    // `pending` is in expiry order: the first expiries after `now` suffice,
+    // as the walk stops after MAX_BREAKPOINTS anyway.
+    let mut truncated = false;
+    for c in ms.pending.iter().skip_while(|c| c.expired(now, false)) {
+        let Some(e) = c.expires else { break };
+        if steps.len() >= MAX_BREAKPOINTS + ms.unfolded as usize {
+            truncated = true;
+            break;
+        }
+        steps.push((
+            e,
+            Step::Expiry {
+                rule: c.rule,
+                points: c.points,
+                t: c.t,
+                decays: c.decays,
+            },
+        ));
+    }
     if let Some(la) = last_activity {
+        let mut previous = 0.0;
         for p in &model.penalties {
             let at = la.plus_millis(p.after_ms);
             if at > now {
-                breaks.push((at, Break::Inactivity));
+                steps.push((
+                    at,
+                    Step::Inactivity {
+                        delta: p.points - previous,
+                    },
+                ));
+            }
+            previous = p.points;
+        }
+    }
+    steps.sort_by_key(|s| s.0); // stable: expiries stay in pending's order
+
+    let mut walk = Walk {
+        model,
+        f,
+        tier: ms.tier,
+        start: now,
+        curve: curve(model, ms, last_activity, now, Edge::At),
+    };
+    let mut i = 0;
+    let mut visited = 0;
+    while i < steps.len() {
+        let at = steps[i].0;
+        if let Some(p) = walk.crossing(at) {
+            return Some(p);
+        }
+        walk.advance_to(at);
+        let mut cause = None;
+        while i < steps.len() && steps[i].0 == at {
+            let step_cause = walk.apply(at, steps[i].1);
+            cause = cause.or(step_cause);
+            i += 1;
+        }
+        if let Some(to) = walk.change(walk.curve) {
+            let cause = cause.unwrap_or(PredictedCause::Decay);
+            return Some(Prediction {
+                at,
+                to_tier: Some(to),
+                cause,
+            });
+        }
+        visited += 1;
+        if (visited >= MAX_BREAKPOINTS && i < steps.len()) || (truncated && i == steps.len()) {
+            return Some(Prediction {
+                at,
+                to_tier: None,
+                cause: PredictedCause::Recheck,
+            });
+        }
+    }
+    walk.crossing(EventTime::from_millis(HORIZON_MS))
+}
+
+/// The score curve from `start` on.
+struct Walk<'a> {
+    model: &'a Model,
+    f: f64,
+    tier: usize,
+    start: EventTime,
+    curve: Curve,
+}
+
+impl Walk<'_> {
+    fn at(&self, t: EventTime) -> Curve {
+        let decaying = if self.curve.decaying != 0.0 && self.f < 1.0 && t > self.start {
+            self.curve.decaying * self.f.powf(t.days_since(self.start))
+        } else {
+            self.curve.decaying
+        };
+        Curve {
+            decaying,
+            constant: self.curve.constant,
+        }
+    }
+
+    fn change(&self, c: Curve) -> Option<usize> {
+        transition(
+            self.model,
+            self.tier,
+            clamp(self.model, c.decaying + c.constant),
+        )
+    }
+
+    fn advance_to(&mut self, t: EventTime) {
+        self.curve = self.at(t);
+        self.start = t;
+    }
+
+    fn apply(&mut self, at: EventTime, step: Step) -> Option<PredictedCause> {
+        match step {
+            Step::Expiry {
+                rule,
+                points,
+                t,
+                decays,
+            } => {
+                if decays && t <= at {
+                    self.curve.decaying -= points * self.f.powf(at.days_since(t));
+                } else {
+                    self.curve.constant -= points;
+                }
+                Some(PredictedCause::Expiry { rule })
+            }
+            Step::Inactivity { delta } => {
+                self.curve.constant += delta;
+                Some(PredictedCause::Inactivity)
+            }
+            Step::DecayStart { points } => {
+                self.curve.constant -= points;
+                self.curve.decaying += points;
+                None
             }
         }
     }
-    breaks.sort_unstable();
-    let view = View { model, ms, last_activity };
-    let mut start = now;
-    let mut i = 0;
-    let mut scanned = 0;
-    while i < breaks.len() {
-        let at = breaks[i].0;
-        let group_end = breaks[i..].iter().position(|b| b.0 != at).map_or(breaks.len(), |n| i + n);
-        if let Some(p) = view.crossing(start, at) {
-            return Some(p);
-        }
-        if let Some(to) = view.change_at(at) {
-            let cause = match breaks[i].1 {
-                Break::Expiry(rule) => PredictedCause::Expiry { rule },
-                Break::Inactivity => PredictedCause::Inactivity,
-                Break::DecayStart => PredictedCause::Decay,
-            };
-            return Some(Prediction { at, to_tier: Some(to), cause });
-        }
-        scanned += 1;
-        if scanned >= MAX_BREAKPOINTS && group_end < breaks.len() {
-            return Some(Prediction { at, to_tier: None, cause: PredictedCause::Recheck });
-        }
-        start = at;
-        i = group_end;
-    }
-    view.crossing(start, EventTime::from_millis(HORIZON_MS))
-}
-
-struct View<'a> {
-    model: &'a Model,
-    ms: &'a ModelState,
-    last_activity: Option<EventTime>,
-}
-
-impl View<'_> {
-    fn change_at(&self, at: EventTime) -> Option<usize> {
-        let score = components(self.model, self.ms, self.last_activity, at, Edge::At).score;
-        transition(self.model, self.ms.tier, score)
-    }
 
     /// The first millisecond in `(start, end)` at which decay moves the tier.
-    fn crossing(&self, start: EventTime, end: EventTime) -> Option<Prediction> {
-        let model = self.model;
-        let f = model.decay.factor();
-        let c = curve(model, self.ms, self.last_activity, start, Edge::At);
-        if f >= 1.0 || c.decaying == 0.0 {
+    fn crossing(&self, end: EventTime) -> Option<Prediction> {
+        let (model, c) = (self.model, self.curve);
+        if self.f >= 1.0 || c.decaying == 0.0 {
             return None;
         }
         let tiers = &model.tiers;
-        let current = self.ms.tier;
-        let (lo, hi) = model.score_range.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
+        let (lo, hi) = model
+            .score_range
+            .unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
         let boundary = if c.decaying > 0.0 {
             // falling towards `constant`: a move down needs score < min − h
-            let b = tiers[current].min - model.hysteresis;
-            (current > 0 && c.constant < b && b > lo).then_some(b)?
+            let b = tiers[self.tier].min - model.hysteresis;
+            (self.tier > 0 && c.constant < b && b > lo).then_some(b)?
         } else {
             // rising towards `constant`: a move up needs score ≥ next min
-            let b = tiers.get(current + 1)?.min;
+            let b = tiers.get(self.tier + 1)?.min;
             (c.constant > b && b <= hi).then_some(b)?
         };
         let ratio = (boundary - c.constant) / c.decaying;
         if ratio.is_nan() || ratio <= 0.0 {
             return None;
         }
-        let days = if ratio >= 1.0 { 0.0 } else { ratio.ln() / f.ln() };
-        let exact = start.millis() as f64 + days * MS_PER_DAY as f64;
+        let days = if ratio >= 1.0 {
+            0.0
+        } else {
+            ratio.ln() / self.f.ln()
+        };
+        let exact = self.start.millis() as f64 + days * MS_PER_DAY as f64;
         if exact.is_nan() || exact >= end.millis() as f64 + 1.0 || exact > HORIZON_MS as f64 {
             return None;
         }
-        let first = self.first_change(start, end, exact.ceil() as i64)?;
-        let to = self.change_at(first)?;
-        Some(Prediction { at: first, to_tier: Some(to), cause: PredictedCause::Decay })
+        let first = self.first_change(end, exact.ceil() as i64)?;
+        let to = self.change(self.at(first))?;
+        Some(Prediction {
+            at: first,
+            to_tier: Some(to),
+            cause: PredictedCause::Decay,
+        })
     }
 
     /// Pins the estimate to the first millisecond in `(start, end)` where the
-    /// tier rule fires; the score is monotone there, so the rule's answer is too.
-    fn first_change(&self, start: EventTime, end: EventTime, estimate: i64) -> Option<EventTime> {
-        let (s, e) = (start.millis(), end.millis());
+    /// tier rule fires; the curve is monotone there, so the rule's answer is too.
+    fn first_change(&self, end: EventTime, estimate: i64) -> Option<EventTime> {
+        let (s, e) = (self.start.millis(), end.millis());
         if e - s < 2 {
             return None;
         }
-        let fires = |ms: i64| self.change_at(EventTime::from_millis(ms)).is_some();
+        let fires = |ms: i64| self.change(self.at(EventTime::from_millis(ms))).is_some();
         let mut hi = estimate.clamp(s + 1, e - 1);
         let mut step = 1i64;
-        // Find some `hi` where it fires (the estimate may be a hair early).
         while !fires(hi) {
             if hi >= e - 1 {
                 return None;
@@ -137,7 +247,6 @@ impl View<'_> {
             hi = (hi + step).min(e - 1);
             step = step.saturating_mul(2);
         }
-        // Find some `lo` where it does not (or `start` itself).
         let mut lo = hi - 1;
         step = 1;
         while lo > s && fires(lo) {

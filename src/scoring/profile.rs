@@ -21,7 +21,10 @@ pub struct Profile {
 
 impl Profile {
     pub fn get(&self, name: &str) -> Option<&ProfileValue> {
-        let i = self.entries.binary_search_by(|e| e.name.as_str().cmp(name)).ok()?;
+        let i = self
+            .entries
+            .binary_search_by(|e| e.name.as_str().cmp(name))
+            .ok()?;
         self.entries[i].value.as_ref()
     }
 
@@ -52,7 +55,14 @@ impl Profile {
                 }
                 Err(i) => {
                     changed |= value.is_some();
-                    self.entries.insert(i, ProfileEntry { name: name.clone(), value, updated_at: t });
+                    self.entries.insert(
+                        i,
+                        ProfileEntry {
+                            name: name.clone(),
+                            value,
+                            updated_at: t,
+                        },
+                    );
                 }
             }
         }
@@ -75,9 +85,15 @@ mod tests {
     fn latest_occurred_at_wins_and_ties_go_to_the_later_processed() {
         let mut p = Profile::default();
         assert!(p.apply(&[("pet".into(), text("dog"))], t(10)));
-        assert!(!p.apply(&[("pet".into(), text("cat"))], t(5)), "older event must not win");
+        assert!(
+            !p.apply(&[("pet".into(), text("cat"))], t(5)),
+            "older event must not win"
+        );
         assert_eq!(p.get("pet").unwrap().raw, text("dog"));
-        assert!(p.apply(&[("pet".into(), text("cat"))], t(10)), "a tie goes to the later-processed");
+        assert!(
+            p.apply(&[("pet".into(), text("cat"))], t(10)),
+            "a tie goes to the later-processed"
+        );
         assert_eq!(p.get("pet").unwrap().raw, text("cat"));
     }
 
@@ -87,7 +103,10 @@ mod tests {
         p.apply(&[("pet".into(), text("dog"))], t(10));
         assert!(p.apply(&[("pet".into(), FieldValue::Null)], t(20)));
         assert!(p.get("pet").is_none());
-        assert!(!p.apply(&[("pet".into(), text("dog"))], t(15)), "older value must not come back");
+        assert!(
+            !p.apply(&[("pet".into(), text("dog"))], t(15)),
+            "older value must not come back"
+        );
         assert!(p.get("pet").is_none());
         p.apply(&[("pet".into(), text("dog"))], t(30));
         p.apply(&[("pet".into(), text(""))], t(40));

@@ -47,12 +47,26 @@ pub fn penalty(model: &Model, last_activity: Option<EventTime>, now: EventTime, 
         Edge::At => after <= idle,
         Edge::Before => after < idle,
     };
-    model.penalties.iter().rev().find(|p| reached(p.after_ms)).map_or(0.0, |p| p.points)
+    model
+        .penalties
+        .iter()
+        .rev()
+        .find(|p| reached(p.after_ms))
+        .map_or(0.0, |p| p.points)
 }
 
-/// Splits engagement at `now` into its decaying and constant parts.
-pub fn curve(model: &Model, ms: &ModelState, last_activity: Option<EventTime>, now: EventTime, edge: Edge) -> Curve {
+/// Splits engagement at `now` (≥ the state's reference time) into its
+/// decaying and constant parts. Costs O(rules) plus the contributions that
+/// expired since the last rebase.
+pub fn curve(
+    model: &Model,
+    ms: &ModelState,
+    last_activity: Option<EventTime>,
+    now: EventTime,
+    edge: Edge,
+) -> Curve {
     let f = model.decay.factor();
+    let before = edge == Edge::Before;
     let folded: f64 = ms.rules.iter().map(|a| a.decaying).sum();
     let mut decaying = if folded != 0.0 && f < 1.0 && now > ms.ref_time {
         folded * f.powf(now.days_since(ms.ref_time))
@@ -61,33 +75,67 @@ pub fn curve(model: &Model, ms: &ModelState, last_activity: Option<EventTime>, n
     };
     let mut constant = ms.fit + penalty(model, last_activity, now, edge);
     constant += ms.rules.iter().map(|a| a.steady).sum::<f64>();
-    for c in ms.pending.iter().filter(|c| c.live(now, edge == Edge::Before)) {
-        if c.decays && c.t <= now {
-            decaying += c.value(now, f);
+    for c in ms
+        .pending
+        .iter()
+        .take_while(|c| c.expired(now, before))
+        .filter(|c| c.folded)
+    {
+        if c.decays {
+            decaying -= c.value(now, f);
         } else {
-            constant += c.points;
+            constant -= c.points;
+        }
+    }
+    if ms.unfolded > 0 {
+        for c in ms
+            .pending
+            .iter()
+            .filter(|c| !c.folded && c.live(now, before))
+        {
+            if c.decays && c.t <= now {
+                decaying += c.value(now, f);
+            } else {
+                constant += c.points;
+            }
         }
     }
     Curve { decaying, constant }
 }
 
 /// Fit, engagement, penalty and the clamped score at `now`.
-pub fn components(model: &Model, ms: &ModelState, last_activity: Option<EventTime>, now: EventTime, edge: Edge) -> Components {
+pub fn components(
+    model: &Model,
+    ms: &ModelState,
+    last_activity: Option<EventTime>,
+    now: EventTime,
+    edge: Edge,
+) -> Components {
     let c = curve(model, ms, last_activity, now, edge);
     let penalty = penalty(model, last_activity, now, edge);
     let engagement = c.decaying + c.constant - ms.fit - penalty;
-    Components { fit: ms.fit, engagement, penalty, score: clamp(model, c.decaying + c.constant) }
+    Components {
+        fit: ms.fit,
+        engagement,
+        penalty,
+        score: clamp(model, c.decaying + c.constant),
+    }
 }
 
 /// The tier a contact in tier `current` moves to at `score`, if it moves.
 pub fn transition(model: &Model, current: usize, score: f64) -> Option<usize> {
     let tiers = &model.tiers;
-    if let Some(up) = (current + 1..tiers.len()).rev().find(|&i| tiers[i].min <= score) {
+    if let Some(up) = (current + 1..tiers.len())
+        .rev()
+        .find(|&i| tiers[i].min <= score)
+    {
         return Some(up);
     }
     let h = model.hysteresis;
     if current > 0 && score < tiers[current].min - h {
-        return (0..current).rev().find(|&i| i == 0 || score >= tiers[i].min - h);
+        return (0..current)
+            .rev()
+            .find(|&i| i == 0 || score >= tiers[i].min - h);
     }
     None
 }

@@ -1,6 +1,8 @@
-//! Per-contact scoring state, kept small: decaying contributions are folded
-//! into one running sum per rule at a common reference time; only what expiry
-//! (and a contribution dated ahead of the clock) needs is kept one by one.
+//! Per-contact scoring state, kept small: contributions are folded into
+//! running sums per rule (decaying ones valued at a common reference time).
+//! What expiry needs is also kept one by one, in expiry order, so that an
+//! expiring contribution can be taken out of its sum when its time comes;
+//! a contribution dated ahead of the clock stays out of the sums until then.
 
 use super::caps::CapLedger;
 use super::profile::Profile;
@@ -27,9 +29,11 @@ pub struct ModelState {
     pub ref_time: EventTime,
     /// Accumulators of the rules that have matched, sorted by rule index.
     pub rules: Vec<RuleAcc>,
-    /// Contributions tracked one by one: those that expire, and decaying ones
-    /// dated after `ref_time` (not yet foldable).
+    /// Contributions tracked one by one, in expiry order (non-expiring last):
+    /// those that expire, and those dated after `ref_time`.
     pub pending: Vec<Contribution>,
+    /// How many of `pending` are not folded into the sums.
+    pub unfolded: u32,
     /// The next tier change without new input, as last predicted.
     pub next: Option<Prediction>,
 }
@@ -40,7 +44,7 @@ pub struct RuleAcc {
     pub rule: u16,
     /// Sum of folded decaying contributions, valued at `ModelState::ref_time`.
     pub decaying: f64,
-    /// Sum of contributions that neither decay nor expire.
+    /// Sum of folded contributions that do not decay.
     pub steady: f64,
     /// Scored matches, lifetime.
     pub matches: u32,
@@ -55,6 +59,8 @@ pub struct Contribution {
     pub points: f64,
     pub expires: Option<EventTime>,
     pub decays: bool,
+    /// Whether it is counted in its rule's running sum.
+    pub folded: bool,
 }
 
 /// A predicted tier change (or a point to look again, when `to_tier` is None).
@@ -68,7 +74,9 @@ pub struct Prediction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PredictedCause {
     Decay,
-    Expiry { rule: u16 },
+    Expiry {
+        rule: u16,
+    },
     Inactivity,
     /// Too many breakpoints to scan at once: re-predict from here.
     Recheck,
@@ -82,6 +90,11 @@ impl Contribution {
             Some(e) if before => now <= e,
             Some(e) => now < e,
         }
+    }
+
+    /// Whether it has expired at `now` (`before`: just before `now`).
+    pub fn expired(&self, now: EventTime, before: bool) -> bool {
+        !self.live(now, before)
     }
 
     /// Its value at `now` under daily factor `f`.
@@ -102,19 +115,29 @@ impl ModelState {
             ref_time: EventTime::MIN,
             rules: Vec::new(),
             pending: Vec::new(),
+            unfolded: 0,
             next: None,
         }
     }
 
     pub fn acc(&self, rule: u16) -> Option<&RuleAcc> {
-        self.rules.binary_search_by_key(&rule, |a| a.rule).ok().map(|i| &self.rules[i])
+        self.rules
+            .binary_search_by_key(&rule, |a| a.rule)
+            .ok()
+            .map(|i| &self.rules[i])
     }
 
     fn acc_mut(&mut self, rule: u16) -> &mut RuleAcc {
         let i = match self.rules.binary_search_by_key(&rule, |a| a.rule) {
             Ok(i) => i,
             Err(i) => {
-                let acc = RuleAcc { rule, decaying: 0.0, steady: 0.0, matches: 0, cap: CapLedger::default() };
+                let acc = RuleAcc {
+                    rule,
+                    decaying: 0.0,
+                    steady: 0.0,
+                    matches: 0,
+                    cap: CapLedger::default(),
+                };
                 self.rules.insert(i, acc);
                 i
             }
@@ -122,8 +145,9 @@ impl ModelState {
         &mut self.rules[i]
     }
 
-    /// Re-expresses decaying sums at `now`, folds pending contributions whose
-    /// time has come and drops expired ones. `now` must not go backwards.
+    /// Re-expresses decaying sums at `now`, takes expired contributions out
+    /// of their sums and folds in those whose time has come. `now` must not
+    /// go backwards.
     pub fn rebase(&mut self, f: f64, now: EventTime) {
         if now <= self.ref_time {
             return;
@@ -135,22 +159,57 @@ impl ModelState {
             }
         }
         self.ref_time = now;
-        let mut i = 0;
-        while i < self.pending.len() {
-            let c = &self.pending[i];
-            if !c.live(now, false) {
-                self.pending.swap_remove(i);
-            } else if c.expires.is_none() && c.t <= now {
-                let c = self.pending.swap_remove(i);
-                self.acc_mut(c.rule).decaying += c.value(now, f);
+        let expired = self.pending.partition_point(|c| c.expired(now, false));
+        let gone: Vec<Contribution> = self.pending.drain(..expired).collect();
+        for c in gone {
+            if c.folded {
+                self.unfold_value(&c, f, now);
             } else {
-                i += 1;
+                self.unfolded -= 1;
             }
+        }
+        if self.unfolded > 0 {
+            let mut fold = Vec::new();
+            for c in self.pending.iter_mut().filter(|c| !c.folded && c.t <= now) {
+                c.folded = true;
+                fold.push(c.clone());
+            }
+            self.unfolded -= fold.len() as u32;
+            for c in fold {
+                self.fold_value(&c, f, now);
+            }
+            self.pending.retain(|c| !(c.folded && c.expires.is_none()));
+        }
+    }
+
+    fn fold_value(&mut self, c: &Contribution, f: f64, now: EventTime) {
+        let acc = self.acc_mut(c.rule);
+        if c.decays {
+            acc.decaying += c.value(now, f);
+        } else {
+            acc.steady += c.points;
+        }
+    }
+
+    fn unfold_value(&mut self, c: &Contribution, f: f64, now: EventTime) {
+        let acc = self.acc_mut(c.rule);
+        if c.decays {
+            acc.decaying -= c.value(now, f);
+        } else {
+            acc.steady -= c.points;
         }
     }
 
     /// Whether `rule`'s cap lets a match at `t` score (recording it if so).
-    pub fn admit(&mut self, index: u16, rule: &EngagementRule, item: &str, t: EventTime, now: EventTime, grace_ms: i64) -> bool {
+    pub fn admit(
+        &mut self,
+        index: u16,
+        rule: &EngagementRule,
+        item: &str,
+        t: EventTime,
+        now: EventTime,
+        grace_ms: i64,
+    ) -> bool {
         match &rule.cap {
             None => true,
             Some(cap) => self.acc_mut(index).cap.admit(cap, item, t, now, grace_ms),
@@ -158,22 +217,46 @@ impl ModelState {
     }
 
     /// Adds a scored contribution of `rule` dated `t`; the state must be rebased to `now`.
-    pub fn contribute(&mut self, index: u16, rule: &EngagementRule, f: f64, t: EventTime, now: EventTime) {
+    pub fn contribute(
+        &mut self,
+        index: u16,
+        rule: &EngagementRule,
+        f: f64,
+        t: EventTime,
+        now: EventTime,
+    ) {
         let decays = rule.decays && f < 1.0;
         let acc = self.acc_mut(index);
         acc.matches = acc.matches.saturating_add(1);
-        if let Some(ms) = rule.expires_after_ms {
-            let expires = t.plus_millis(ms);
-            if expires > now {
-                self.pending.push(Contribution { rule: index, t, points: rule.points, expires: Some(expires), decays });
-            }
-        } else if !decays {
-            acc.steady += rule.points;
-        } else if t > now {
-            self.pending.push(Contribution { rule: index, t, points: rule.points, expires: None, decays });
-        } else {
-            acc.decaying += rule.points * f.powf(now.days_since(t));
+        let expires = rule.expires_after_ms.map(|ms| t.plus_millis(ms));
+        if expires.is_some_and(|e| e <= now) {
+            return; // scored (it counts against the cap) but already expired
         }
+        let c = Contribution {
+            rule: index,
+            t,
+            points: rule.points,
+            expires,
+            decays,
+            folded: t <= now,
+        };
+        if c.folded {
+            self.fold_value(&c, f, now);
+        } else {
+            self.unfolded += 1;
+        }
+        if c.expires.is_some() || !c.folded {
+            self.add_pending(c);
+        }
+    }
+}
+
+impl ModelState {
+    /// Inserts keeping `pending` in expiry order (non-expiring last).
+    fn add_pending(&mut self, c: Contribution) {
+        let key = |c: &Contribution| c.expires.unwrap_or(EventTime::MAX);
+        let at = self.pending.partition_point(|p| key(p) <= key(&c));
+        self.pending.insert(at, c);
     }
 }
 
@@ -189,5 +272,10 @@ impl ContactState {
 
 /// Fit points of `model` on `profile`.
 pub fn fit_of(model: &Model, profile: &Profile) -> f64 {
-    model.fit_rules.iter().filter(|r| r.condition.holds(profile.get(&r.field))).map(|r| r.points).sum()
+    model
+        .fit_rules
+        .iter()
+        .filter(|r| r.condition.holds(profile.get(&r.field)))
+        .map(|r| r.points)
+        .sum()
 }

@@ -18,7 +18,10 @@ const NIL: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Loc {
-    Slot { level: u8, slot: u8 },
+    Slot {
+        level: u8,
+        slot: u8,
+    },
     /// Due at or before `elapsed`: returned by the next poll.
     Ready,
     Overflow,
@@ -93,7 +96,9 @@ impl<K: Clone + Eq + Hash + Ord> TimerWheel<K> {
 
     /// When the timer of `key` is due, if it has one.
     pub fn due(&self, key: &K) -> Option<EventTime> {
-        self.index.get(key).map(|&i| time(self.entries[i as usize].tick))
+        self.index
+            .get(key)
+            .map(|&i| time(self.entries[i as usize].tick))
     }
 
     /// Sets the timer of `key` to `due`, replacing any earlier one. A timer due
@@ -103,7 +108,13 @@ impl<K: Clone + Eq + Hash + Ord> TimerWheel<K> {
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.entries.push(Entry { key: None, tick: 0, prev: NIL, next: NIL, loc: Loc::Free });
+                self.entries.push(Entry {
+                    key: None,
+                    tick: 0,
+                    prev: NIL,
+                    next: NIL,
+                    loc: Loc::Free,
+                });
                 (self.entries.len() - 1) as u32
             }
         };
@@ -173,7 +184,13 @@ impl<K: Clone + Eq + Hash + Ord> TimerWheel<K> {
             self.push_list(idx, Loc::Ready);
         } else if let Some(level) = self.level_for(tick) {
             let slot = ((tick >> (level as u32 * SLOT_BITS)) & (SLOTS as u64 - 1)) as usize;
-            self.push_list(idx, Loc::Slot { level: level as u8, slot: slot as u8 });
+            self.push_list(
+                idx,
+                Loc::Slot {
+                    level: level as u8,
+                    slot: slot as u8,
+                },
+            );
             self.occupied[level] |= 1 << slot;
         } else {
             self.entries[idx as usize].loc = Loc::Overflow;
@@ -201,7 +218,13 @@ impl<K: Clone + Eq + Hash + Ord> TimerWheel<K> {
     }
 
     fn unlink(&mut self, idx: u32) {
-        let Entry { prev, next, loc, tick, .. } = self.entries[idx as usize].clone_links();
+        let Entry {
+            prev,
+            next,
+            loc,
+            tick,
+            ..
+        } = self.entries[idx as usize].clone_links();
         match loc {
             Loc::Overflow => {
                 self.overflow.remove(&(tick, idx));
@@ -298,6 +321,12 @@ impl<K: Clone + Eq + Hash + Ord> TimerWheel<K> {
 
 impl<K> Entry<K> {
     fn clone_links(&self) -> Entry<()> {
-        Entry { key: None, tick: self.tick, prev: self.prev, next: self.next, loc: self.loc }
+        Entry {
+            key: None,
+            tick: self.tick,
+            prev: self.prev,
+            next: self.next,
+            loc: self.loc,
+        }
     }
 }

@@ -1,0 +1,120 @@
+//! The timer wheel against a `BTreeMap` model over random insert / cancel /
+//! poll sequences, with due times spread from "already due" to far beyond the
+//! wheel's top level (the overflow set).
+
+use std::collections::BTreeMap;
+
+use leadscore::time::EventTime;
+use leadscore::timer::TimerWheel;
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert { key: u8, delta: i64 },
+    Cancel { key: u8 },
+    Poll { advance: i64 },
+}
+
+/// Offsets covering every level of the wheel and the overflow.
+fn delta() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        -50i64..0,
+        0i64..64,
+        64i64..4_096,
+        4_096i64..262_144,
+        262_144i64..16_777_216,
+        16_777_216i64..(1i64 << 36),
+        (1i64 << 36)..(1i64 << 40),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..32, delta()).prop_map(|(key, delta)| Op::Insert { key, delta }),
+        1 => (0u8..32).prop_map(|key| Op::Cancel { key }),
+        3 => delta().prop_map(|d| Op::Poll { advance: d.max(0) }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn wheel_matches_a_sorted_map(start in 0i64..1_800_000_000_000, ops in prop::collection::vec(op(), 1..200)) {
+        let mut wheel: TimerWheel<u8> = TimerWheel::new(EventTime::from_millis(start));
+        let mut model: BTreeMap<u8, i64> = BTreeMap::new();
+        let mut now = start;
+        let mut fired = Vec::new();
+        for op in ops {
+            match op {
+                Op::Insert { key, delta } => {
+                    wheel.insert(key, EventTime::from_millis(now + delta));
+                    model.insert(key, now + delta);
+                }
+                Op::Cancel { key } => {
+                    let got = wheel.cancel(&key).map(|t| t.millis());
+                    prop_assert_eq!(got, model.remove(&key));
+                }
+                Op::Poll { advance } => {
+                    now += advance;
+                    fired.clear();
+                    wheel.poll(EventTime::from_millis(now), &mut fired);
+                    let mut want: Vec<(i64, u8)> = model.iter().filter(|(_, d)| **d <= now).map(|(k, d)| (*d, *k)).collect();
+                    want.sort();
+                    model.retain(|_, d| *d > now);
+                    let got: Vec<(i64, u8)> = fired.iter().map(|(t, k)| (t.millis(), *k)).collect();
+                    prop_assert_eq!(got, want);
+                }
+            }
+            prop_assert_eq!(wheel.len(), model.len());
+            for (k, d) in &model {
+                prop_assert_eq!(wheel.due(k).map(|t| t.millis()), Some(*d));
+            }
+        }
+        // Everything left fires once time runs far enough.
+        fired.clear();
+        wheel.poll(EventTime::from_millis(now + (1i64 << 41)), &mut fired);
+        prop_assert_eq!(fired.len(), model.len());
+        prop_assert!(wheel.is_empty());
+    }
+}
+
+#[test]
+fn next_due_is_a_lower_bound() {
+    let mut wheel: TimerWheel<u32> = TimerWheel::new(EventTime::from_millis(1_000));
+    assert_eq!(wheel.next_due(), None);
+    for (k, d) in [(1, 5_000), (2, 90_000_000), (3, 1_000_000_000_000)] {
+        wheel.insert(k, EventTime::from_millis(d));
+    }
+    let next = wheel.next_due().unwrap().millis();
+    assert!(next <= 5_000, "{next}");
+    let mut out = Vec::new();
+    wheel.poll(EventTime::from_millis(5_000), &mut out);
+    assert_eq!(out, vec![(EventTime::from_millis(5_000), 1)]);
+    assert!(wheel.next_due().unwrap().millis() <= 90_000_000);
+}
+
+#[test]
+fn a_million_timers_fire_in_order() {
+    let mut wheel: TimerWheel<u32> = TimerWheel::new(EventTime::from_millis(0));
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for k in 0..1_000_000u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        wheel.insert(k, EventTime::from_millis((x % 10_000_000_000) as i64 + 1));
+    }
+    let mut out = Vec::new();
+    let mut last = (EventTime::MIN, 0);
+    let mut total = 0;
+    for step in 1..=100 {
+        out.clear();
+        wheel.poll(EventTime::from_millis(step * 100_000_000), &mut out);
+        for item in &out {
+            assert!(*item >= last, "out of order");
+            last = *item;
+        }
+        total += out.len();
+    }
+    assert_eq!(total, 1_000_000);
+}
