@@ -29,6 +29,9 @@ impl EventTime {
 
     /// Parses an RFC 3339 timestamp that carries an offset (`Z` or `±hh:mm`).
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        if !matches!(text.as_bytes().get(10), Some(b'T' | b't')) {
+            return None; // RFC 3339 proper: no space between date and time
+        }
         let parsed = DateTime::parse_from_rfc3339(text).ok()?;
         Some(EventTime(parsed.timestamp_millis()))
     }
@@ -92,6 +95,7 @@ mod tests {
     fn rejects_timestamps_without_offset() {
         assert!(EventTime::parse_rfc3339("2026-03-03T10:00:00").is_none());
         assert!(EventTime::parse_rfc3339("yesterday").is_none());
+        assert!(EventTime::parse_rfc3339("2026-03-03 10:00:00Z").is_none());
     }
 
     #[test]
