@@ -107,7 +107,7 @@ fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
     }
     let s = replayer.stats;
     let (contacts, timers) = (replayer.contacts(), replayer.timers());
-    replayer.into_output().flush().context("writing output")?;
+    replayer.finish().context("writing output")?;
     if args.rejects_out.is_some() {
         eprintln!(
             "replay: {} lines, {} events, {} rejected, {} duplicates skipped, {} contacts, {} tier changes, {} timers fired, {} pending",

@@ -38,10 +38,22 @@ impl EventTime {
 
     /// Formats as RFC 3339 UTC with milliseconds, e.g. `2026-11-20T10:00:00.000Z`.
     pub fn to_rfc3339(self) -> String {
-        match DateTime::<Utc>::from_timestamp_millis(self.0) {
-            Some(t) => t.to_rfc3339_opts(SecondsFormat::Millis, true),
-            None => format!("@{}ms", self.0),
+        // Years 0000–9999 by hand (this is on the output path of every tier
+        // change); anything else through chrono.
+        const MAX_MS: i64 = 253_402_300_799_999;
+        if !(0..=MAX_MS).contains(&(self.0 + 62_167_219_200_000)) {
+            return match DateTime::<Utc>::from_timestamp_millis(self.0) {
+                Some(t) => t.to_rfc3339_opts(SecondsFormat::Millis, true),
+                None => format!("@{}ms", self.0),
+            };
         }
+        let days = self.0.div_euclid(MS_PER_DAY);
+        let ms_of_day = self.0.rem_euclid(MS_PER_DAY);
+        let (y, m, d) = civil_from_days(days);
+        let (h, rest) = (ms_of_day / 3_600_000, ms_of_day % 3_600_000);
+        let (min, rest) = (rest / 60_000, rest % 60_000);
+        let (sec, ms) = (rest / 1000, rest % 1000);
+        format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{sec:02}.{ms:03}Z")
     }
 
     /// `self - earlier` in days (negative when `earlier` is later).
@@ -64,6 +76,20 @@ impl fmt::Display for EventTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_rfc3339())
     }
+}
+
+/// (year, month, day) of a day count since 1970-01-01 in the proleptic
+/// Gregorian calendar (H. Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Converts a number of days (possibly fractional) to whole milliseconds.
@@ -102,6 +128,23 @@ mod tests {
     fn formats_utc_with_millis() {
         let t = EventTime::parse_rfc3339("2026-03-21T21:44:28.978+02:00").unwrap();
         assert_eq!(t.to_rfc3339(), "2026-03-21T19:44:28.978Z");
+    }
+
+    #[test]
+    fn hand_formatting_agrees_with_chrono() {
+        let mut t = -62_167_219_200_000i64; // 0000-01-01
+        while t < 253_402_300_799_999 {
+            let ours = EventTime::from_millis(t).to_rfc3339();
+            let chrono = DateTime::<Utc>::from_timestamp_millis(t)
+                .unwrap()
+                .to_rfc3339_opts(SecondsFormat::Millis, true);
+            assert_eq!(ours, chrono, "{t}");
+            t += 7_777_777_777; // ~90 days and odd milliseconds
+        }
+        assert_eq!(
+            EventTime::from_millis(-1).to_rfc3339(),
+            "1969-12-31T23:59:59.999Z"
+        );
     }
 
     #[test]

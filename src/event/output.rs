@@ -1,7 +1,6 @@
 //! The tier-change event we publish (SPEC §5), and its deterministic id.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// What moved a contact between tiers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,8 +32,9 @@ pub struct TierChanged {
     pub emitted_at: Option<String>,
 }
 
-/// The same tier change always gets the same id: a hash of everything that
-/// identifies it (contact, model, instant, tiers, cause).
+/// The same tier change always gets the same id: a 128-bit XXH3 digest (a
+/// stable, specified hash) of everything that identifies it — contact, model,
+/// instant, tiers and cause.
 pub fn tier_change_id(
     contact: &str,
     model: &str,
@@ -43,27 +43,30 @@ pub fn tier_change_id(
     to: &str,
     cause: &Cause,
 ) -> String {
-    let mut h = Sha256::new();
-    for part in [contact, model, &at_ms.to_string(), from, to] {
-        h.update(part.as_bytes());
-        h.update([0u8]);
-    }
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut part = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    part(contact.as_bytes());
+    part(model.as_bytes());
+    part(&at_ms.to_le_bytes());
+    part(from.as_bytes());
+    part(to.as_bytes());
     match cause {
         Cause::Event { topic, event_id } => {
-            h.update(b"event\0");
-            h.update(topic.as_bytes());
-            h.update([0u8]);
-            h.update(event_id.as_bytes());
+            part(b"event");
+            part(topic.as_bytes());
+            part(event_id.as_bytes());
         }
-        Cause::Decay => h.update(b"decay"),
+        Cause::Decay => part(b"decay"),
         Cause::Expiry { rule } => {
-            h.update(b"expiry\0");
-            h.update(rule.as_bytes());
+            part(b"expiry");
+            part(rule.as_bytes());
         }
-        Cause::Inactivity => h.update(b"inactivity"),
+        Cause::Inactivity => part(b"inactivity"),
     }
-    let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:032x}", h.digest128())
 }
 
 /// Rounds a score to the two decimals the output carries.

@@ -32,6 +32,8 @@ pub struct RuleSet {
 pub struct Model {
     pub name: String,
     pub decay: Decay,
+    /// `decay.factor()`, computed once.
+    pub decay_factor: f64,
     pub hysteresis: f64,
     pub score_range: Option<(f64, f64)>,
     /// Ascending; the first tier's `min` is `-inf`.
@@ -131,20 +133,73 @@ impl Trigger {
 #[derive(Debug, Clone)]
 pub struct Glob {
     pattern: String,
-    matcher: WildMatch,
+    matcher: GlobMatcher,
+}
+
+#[derive(Debug, Clone)]
+enum GlobMatcher {
+    /// ASCII pattern with `*` only: the literal parts between stars, lower-cased.
+    Parts(Vec<Vec<u8>>),
+    /// Anything else.
+    Wild(WildMatch),
 }
 
 impl Glob {
     pub fn new(pattern: &str) -> Self {
+        let matcher = if pattern.is_ascii() && !pattern.contains('?') {
+            GlobMatcher::Parts(
+                pattern
+                    .split('*')
+                    .map(|p| p.to_ascii_lowercase().into_bytes())
+                    .collect(),
+            )
+        } else {
+            GlobMatcher::Wild(WildMatch::new_case_insensitive(pattern))
+        };
         Glob {
             pattern: pattern.to_string(),
-            matcher: WildMatch::new_case_insensitive(pattern),
+            matcher,
         }
     }
 
     pub fn matches(&self, text: &str) -> bool {
-        self.matcher.matches(text)
+        match &self.matcher {
+            GlobMatcher::Wild(w) => w.matches(text),
+            GlobMatcher::Parts(parts) => parts_match(parts, text.as_bytes()),
+        }
     }
+}
+
+/// `parts` are the pieces of `a*b*c`: `a` must start the text, `c` end it,
+/// and the middle ones appear in order in between (leftmost match is optimal).
+fn parts_match(parts: &[Vec<u8>], text: &[u8]) -> bool {
+    let eq = |a: &[u8], b: &[u8]| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_ascii_lowercase() == *y)
+    };
+    let (first, rest) = match parts.split_first() {
+        Some(split) => split,
+        None => return text.is_empty(),
+    };
+    if rest.is_empty() {
+        return eq(text, first);
+    }
+    let last = &rest[rest.len() - 1];
+    if text.len() < first.len() + last.len()
+        || !eq(&text[..first.len()], first)
+        || !eq(&text[text.len() - last.len()..], last)
+    {
+        return false;
+    }
+    let mut window = &text[first.len()..text.len() - last.len()];
+    for part in &rest[..rest.len() - 1] {
+        match (0..=window.len().saturating_sub(part.len()))
+            .find(|&i| window.len() >= part.len() && eq(&window[i..i + part.len()], part))
+        {
+            Some(i) => window = &window[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 impl fmt::Display for Glob {
@@ -278,5 +333,38 @@ impl RuleSet {
 
     pub fn model_index(&self, name: &str) -> Option<usize> {
         self.models.iter().position(|m| m.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Glob;
+
+    #[test]
+    fn globs_match_case_insensitively_across_slashes() {
+        let cases = [
+            ("*/pricing*", "https://x.example/Pricing/plans", true),
+            ("*/pricing*", "https://x.example/about", false),
+            ("https://vet.example/", "HTTPS://VET.EXAMPLE/", true),
+            ("https://vet.example/", "https://vet.example/x", false),
+            ("offer-*", "offer-", true),
+            ("*a*b*c*", "xxAyyBzzC", true),
+            ("*a*b*c*", "xxcyybzza", false),
+            ("a*a", "a", false),
+            ("a*a", "aa", true),
+            ("*", "", true),
+            ("", "", true),
+            ("", "x", false),
+            ("web?nar*", "WEBINAR-q1", true),
+            ("web?nar*", "webnar", false),
+            ("*ÉTÉ*", "offre-été", true),
+        ];
+        for (pattern, text, want) in cases {
+            assert_eq!(
+                Glob::new(pattern).matches(text),
+                want,
+                "{pattern} on {text}"
+            );
+        }
     }
 }

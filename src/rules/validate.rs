@@ -216,6 +216,7 @@ impl Validator<'_> {
         Some(Model {
             name: name.to_string(),
             decay,
+            decay_factor: decay.factor(),
             hysteresis,
             score_range,
             tiers,

@@ -6,7 +6,7 @@
 //! earliest scored times (exact for any `t`), a windowed cap keeps the times
 //! newer than `clock − window − grace`, so events up to `grace` late are exact.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use crate::rules::Cap;
 use crate::time::EventTime;
@@ -14,7 +14,9 @@ use crate::time::EventTime;
 /// Scored match times of one capped rule.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CapLedger {
-    /// Times per item ("" when not `per_item`), each sorted ascending.
+    /// Times of a cap that is not `per_item`, sorted ascending.
+    times: Vec<EventTime>,
+    /// Times per item of a `per_item` cap, each sorted ascending.
     items: HashMap<Box<str>, Vec<EventTime>>,
     /// Clock at the last sweep of stale items.
     swept_at: Option<EventTime>,
@@ -30,10 +32,12 @@ impl CapLedger {
         clock: EventTime,
         grace_ms: i64,
     ) -> bool {
-        let key = if cap.per_item { item } else { "" };
-        let times = match self.items.get_mut(key) {
-            Some(times) => times,
-            None => self.items.entry(key.into()).or_default(),
+        let times = if !cap.per_item {
+            &mut self.times
+        } else if let Some(times) = self.items.get_mut(item) {
+            times
+        } else {
+            self.items.entry(item.into()).or_default()
         };
         let scored = match cap.window_ms {
             Some(w) => {
@@ -77,7 +81,11 @@ impl CapLedger {
 
     /// Scored times currently remembered for an item (for inspection and tests).
     pub fn times(&self, item: &str) -> &[EventTime] {
-        self.items.get(item).map(Vec::as_slice).unwrap_or(&[])
+        match self.items.get(item) {
+            Some(times) => times,
+            None if item.is_empty() => &self.times,
+            None => &[],
+        }
     }
 
     pub fn item_count(&self) -> usize {

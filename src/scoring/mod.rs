@@ -56,17 +56,14 @@ impl Effects {
 #[derive(Debug, Clone)]
 pub struct Engine {
     rules: RuleSet,
-    factors: Vec<f64>,
     /// How late an event may be for windowed caps to stay exact.
     late_grace_ms: i64,
 }
 
 impl Engine {
     pub fn new(rules: RuleSet, late_grace_ms: i64) -> Engine {
-        let factors = rules.models.iter().map(|m| m.decay.factor()).collect();
         Engine {
             rules,
-            factors,
             late_grace_ms,
         }
     }
@@ -102,9 +99,23 @@ impl Engine {
         fx: &mut Effects,
     ) {
         let t = event.occurred_at;
-        let before: Vec<f64> = (0..self.rules.models.len())
-            .map(|m| self.components(contact, m, now).score)
-            .collect();
+        // Rebasing leaves scores unchanged; done first, the scores before the
+        // event need no further decay arithmetic.
+        for (ms, model) in contact.models.iter_mut().zip(&self.rules.models) {
+            ms.rebase(model.decay_factor, now);
+        }
+        let mut before_small = [0.0; 8];
+        let mut before_many = Vec::new();
+        let before: &mut [f64] = match self.rules.models.len() {
+            n if n <= before_small.len() => &mut before_small[..n],
+            n => {
+                before_many.resize(n, 0.0);
+                &mut before_many
+            }
+        };
+        for (m, b) in before.iter_mut().enumerate() {
+            *b = self.components(contact, m, now).score;
+        }
         if let EventBody::Form { fields, .. } = &event.body {
             if contact.profile.apply(fields, t) {
                 for (model, ms) in self.rules.models.iter().zip(&mut contact.models) {
@@ -114,9 +125,8 @@ impl Engine {
         }
         contact.last_activity = Some(contact.last_activity.map_or(t, |la| la.max(t)));
         for (m, model) in self.rules.models.iter().enumerate() {
-            let f = self.factors[m];
+            let f = model.decay_factor;
             let ms = &mut contact.models[m];
-            ms.rebase(f, now);
             for (r, rule) in model.engagement_rules.iter().enumerate() {
                 let Some(item) = rule.matches(&event.body) else {
                     continue;

@@ -43,7 +43,7 @@ pub fn predict(
     last_activity: Option<EventTime>,
     now: EventTime,
 ) -> Option<Prediction> {
-    let f = model.decay.factor();
+    let f = model.decay_factor;
     let mut steps: Vec<(EventTime, Step)> = Vec::new();
     if ms.unfolded > 0 {
         for c in ms.pending.iter().filter(|c| c.decays && c.t > now) {

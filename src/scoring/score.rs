@@ -65,16 +65,15 @@ pub fn curve(
     now: EventTime,
     edge: Edge,
 ) -> Curve {
-    let f = model.decay.factor();
+    let f = model.decay_factor;
     let before = edge == Edge::Before;
-    let folded: f64 = ms.rules.iter().map(|a| a.decaying).sum();
+    let folded = ms.decaying_total;
     let mut decaying = if folded != 0.0 && f < 1.0 && now > ms.ref_time {
         folded * f.powf(now.days_since(ms.ref_time))
     } else {
         folded
     };
-    let mut constant = ms.fit + penalty(model, last_activity, now, edge);
-    constant += ms.rules.iter().map(|a| a.steady).sum::<f64>();
+    let mut constant = ms.fit + penalty(model, last_activity, now, edge) + ms.steady_total;
     for c in ms
         .pending
         .iter()

@@ -4,6 +4,8 @@
 //! expiring contribution can be taken out of its sum when its time comes;
 //! a contribution dated ahead of the clock stays out of the sums until then.
 
+use smallvec::SmallVec;
+
 use super::caps::CapLedger;
 use super::profile::Profile;
 use crate::rules::{EngagementRule, Model};
@@ -15,8 +17,8 @@ pub struct ContactState {
     pub profile: Profile,
     /// Latest `occurred_at` of any event.
     pub last_activity: Option<EventTime>,
-    /// One per model, in rules-file order.
-    pub models: Vec<ModelState>,
+    /// One per model, in rules-file order (inline for up to two).
+    pub models: SmallVec<[ModelState; 2]>,
 }
 
 /// A contact's standing in one model.
@@ -27,8 +29,13 @@ pub struct ModelState {
     pub fit: f64,
     /// The instant `RuleAcc::decaying` values are expressed at.
     pub ref_time: EventTime,
-    /// Accumulators of the rules that have matched, sorted by rule index.
-    pub rules: Vec<RuleAcc>,
+    /// Σ `RuleAcc::decaying`, kept alongside so a score costs O(1).
+    pub decaying_total: f64,
+    /// Σ `RuleAcc::steady`.
+    pub steady_total: f64,
+    /// Accumulators of the rules that have matched, sorted by rule index
+    /// (inline for up to four: one cache-friendly block per model).
+    pub rules: SmallVec<[RuleAcc; 4]>,
     /// Contributions tracked one by one, in expiry order (non-expiring last):
     /// those that expire, and those dated after `ref_time`.
     pub pending: Vec<Contribution>,
@@ -48,7 +55,8 @@ pub struct RuleAcc {
     pub steady: f64,
     /// Scored matches, lifetime.
     pub matches: u32,
-    pub cap: CapLedger,
+    /// Scored match times, for capped rules only.
+    pub cap: Option<Box<CapLedger>>,
 }
 
 /// One individually tracked contribution.
@@ -113,7 +121,9 @@ impl ModelState {
             tier: 0,
             fit,
             ref_time: EventTime::MIN,
-            rules: Vec::new(),
+            decaying_total: 0.0,
+            steady_total: 0.0,
+            rules: SmallVec::new(),
             pending: Vec::new(),
             unfolded: 0,
             next: None,
@@ -136,7 +146,7 @@ impl ModelState {
                     decaying: 0.0,
                     steady: 0.0,
                     matches: 0,
-                    cap: CapLedger::default(),
+                    cap: None,
                 };
                 self.rules.insert(i, acc);
                 i
@@ -157,6 +167,7 @@ impl ModelState {
             for acc in &mut self.rules {
                 acc.decaying *= m;
             }
+            self.decaying_total *= m;
         }
         self.ref_time = now;
         let expired = self.pending.partition_point(|c| c.expired(now, false));
@@ -183,20 +194,22 @@ impl ModelState {
     }
 
     fn fold_value(&mut self, c: &Contribution, f: f64, now: EventTime) {
-        let acc = self.acc_mut(c.rule);
-        if c.decays {
-            acc.decaying += c.value(now, f);
-        } else {
-            acc.steady += c.points;
-        }
+        self.add_value(c, f, now, 1.0);
     }
 
     fn unfold_value(&mut self, c: &Contribution, f: f64, now: EventTime) {
+        self.add_value(c, f, now, -1.0);
+    }
+
+    fn add_value(&mut self, c: &Contribution, f: f64, now: EventTime, sign: f64) {
+        let value = sign * if c.decays { c.value(now, f) } else { c.points };
         let acc = self.acc_mut(c.rule);
         if c.decays {
-            acc.decaying -= c.value(now, f);
+            acc.decaying += value;
+            self.decaying_total += value;
         } else {
-            acc.steady -= c.points;
+            acc.steady += value;
+            self.steady_total += value;
         }
     }
 
@@ -212,7 +225,10 @@ impl ModelState {
     ) -> bool {
         match &rule.cap {
             None => true,
-            Some(cap) => self.acc_mut(index).cap.admit(cap, item, t, now, grace_ms),
+            Some(cap) => {
+                let ledger = self.acc_mut(index).cap.get_or_insert_with(Default::default);
+                ledger.admit(cap, item, t, now, grace_ms)
+            }
         }
     }
 

@@ -4,7 +4,9 @@
 //! due plus the slots visited. Timers further out than the top level's range
 //! wait in an ordered overflow set and move in as time approaches.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::HashMap;
 use std::hash::Hash;
 
 use crate::time::EventTime;
@@ -73,7 +75,7 @@ impl<K: Clone + Eq + Hash + Ord> TimerWheel<K> {
             elapsed: tick(now),
             entries: Vec::new(),
             free: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             heads: [[NIL; SLOTS]; LEVELS],
             occupied: [0; LEVELS],
             ready: NIL,
