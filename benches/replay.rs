@@ -52,9 +52,22 @@ fn replay(c: &mut Criterion) {
     });
     group.bench_function("replay", |b| {
         b.iter_batched(
-            || Replayer::new(Engine::new(rules.clone(), 30 * 86_400_000), TopicMap::default(), 30 * 86_400_000, io::sink()),
+            || {
+                Replayer::new(
+                    Engine::new(rules.clone(), 30 * 86_400_000),
+                    TopicMap::default(),
+                    30 * 86_400_000,
+                    io::sink(),
+                )
+            },
             |mut r| {
-                replay_lines(&mut r, &input[..], &mut io::sink(), &mut Progress::default()).unwrap();
+                replay_lines(
+                    &mut r,
+                    &input[..],
+                    &mut io::sink(),
+                    &mut Progress::default(),
+                )
+                .unwrap();
                 black_box(r.stats)
             },
             BatchSize::PerIteration,
@@ -72,7 +85,9 @@ fn wheel(c: &mut Criterion) {
             let mut w: TimerWheel<u32> = TimerWheel::new(EventTime::from_millis(0));
             let mut x = 0x9E37_79B9u64;
             for k in 0..1_000_000u32 {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 w.insert(k, EventTime::from_millis((x >> 30) as i64 % 8_000_000_000));
             }
             let mut out = Vec::new();

@@ -111,7 +111,10 @@ mod tests {
         for i in 0..1000 {
             let now = EventTime::from_millis(i * DAY / 10);
             assert!(!r.seen_before(&format!("e{i}"), now, WINDOW));
-            assert!(r.seen_before(&format!("e{}", (i - 250).max(0)), now, WINDOW), "{i}");
+            assert!(
+                r.seen_before(&format!("e{}", (i - 250).max(0)), now, WINDOW),
+                "{i}"
+            );
         }
         assert!(r.index.is_some());
         assert_eq!(r.len(), 301, "ids of the last 30 days");

@@ -329,7 +329,12 @@ fn a_million_events_keep_state_small() {
         "only unexpired contributions are kept: {}",
         ms.pending.len()
     );
-    let ledger = ms.acc(1).unwrap().cap.as_deref().expect("a capped rule has a ledger");
+    let ledger = ms
+        .acc(1)
+        .unwrap()
+        .cap
+        .as_deref()
+        .expect("a capped rule has a ledger");
     assert!(ledger.item_count() <= 5000);
     let s = c.score(0, c.clock);
     // geometric series: Σ 0.98^(i/1440) for the decaying rule ≈ 1/(1 − 0.98^(1/1440))
