@@ -110,8 +110,8 @@ fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
     replayer.finish().context("writing output")?;
     if args.rejects_out.is_some() {
         eprintln!(
-            "replay: {} lines, {} events, {} rejected, {} duplicates skipped, {} contacts, {} tier changes, {} timers fired, {} pending",
-            s.lines, s.events, s.rejected, s.duplicates, contacts, s.changes, s.timers_fired, timers
+            "replay: {} lines, {} events, {} rejected, {} duplicates skipped, {} contacts, {} tier changes, {} timers fired, {} timer updates, {} pending",
+            s.lines, s.events, s.rejected, s.duplicates, contacts, s.changes, s.timers_fired, s.timer_updates, timers
         );
     }
     Ok(())

@@ -36,6 +36,7 @@ pub struct ReplayStats {
     pub duplicates: u64,
     pub changes: u64,
     pub timers_fired: u64,
+    pub timer_updates: u64,
 }
 
 /// A `--rejects-out` line.
@@ -225,6 +226,7 @@ impl<W: Write> Replayer<W> {
         self.fx.clear();
         self.engine
             .apply_event(&mut slot.state, event, topic, now, &mut self.fx);
+        self.stats.timer_updates += self.fx.timers.len() as u64;
         for t in &self.fx.timers {
             let key = (idx, t.model as u16);
             match t.due {
