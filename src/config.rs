@@ -1,0 +1,412 @@
+//! Service configuration (SPEC §7): a TOML file, every key overridable by a
+//! `LEADSCORE__SECTION__KEY` environment variable, validated once at start
+//! with errors that name the key. Loaded once and passed down; nothing deeper
+//! reads the environment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Rules file, relative to the config file's folder.
+    pub rules: PathBuf,
+    /// `wall`: timers fire on the wall clock; `event`: each partition's clock
+    /// follows event time (backfills), as in `replay`.
+    pub clock: ClockMode,
+    /// Event clock: how long an empty topic-partition may hold back the merge.
+    #[serde(with = "humantime_serde")]
+    pub max_task_idle: Duration,
+    /// Events dated further than this ahead of the clock are dead-lettered.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+    /// How long an event id is remembered per contact for dedupe.
+    #[serde(with = "humantime_serde")]
+    pub dedupe_window: Duration,
+    pub kafka: KafkaConfig,
+    pub topics: TopicsConfig,
+    pub state: StateConfig,
+    pub http: HttpConfig,
+    pub batch: BatchConfig,
+}
+
+/// Which clock drives scoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockMode {
+    Wall,
+    Event,
+}
+
+/// Brokers and client settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers; empty starts the embedded broker (mock cluster).
+    pub brokers: String,
+    /// Consumer group id.
+    pub group_id: String,
+    /// Extra librdkafka consumer properties, passed through as given.
+    pub consumer: BTreeMap<String, String>,
+    /// Extra librdkafka producer properties, passed through as given.
+    pub producer: BTreeMap<String, String>,
+}
+
+/// Topic names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Page visits (input).
+    pub page_visits: String,
+    /// Email opens, clicks and unsubscribes (input).
+    pub email: String,
+    /// Form submissions (input).
+    pub forms: String,
+    /// Purchases (input).
+    pub purchases: String,
+    /// Tier changes (output, key = contact_id).
+    pub output: String,
+    /// Rejected records with their reason (output).
+    pub dead_letter: String,
+}
+
+/// Local state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// RocksDB directory.
+    pub dir: PathBuf,
+    /// Block cache plus write buffers, e.g. `256MiB`.
+    pub memory_budget: String,
+}
+
+/// The HTTP side port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address for /metrics, /livez, /readyz and /v1/contacts.
+    pub listen: String,
+}
+
+/// How input is grouped into one state write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Most events in one write batch.
+    pub max_events: usize,
+    /// Longest a batch waits to fill before it is written.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            rules: PathBuf::from("rules.toml"),
+            clock: ClockMode::Wall,
+            max_task_idle: Duration::from_secs(1),
+            max_clock_skew: Duration::from_secs(300),
+            dedupe_window: Duration::from_secs(30 * 86_400),
+            kafka: KafkaConfig::default(),
+            topics: TopicsConfig::default(),
+            state: StateConfig::default(),
+            http: HttpConfig::default(),
+            batch: BatchConfig::default(),
+        }
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: String::new(),
+            group_id: "leadscore".into(),
+            consumer: BTreeMap::new(),
+            producer: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            page_visits: "page-visits".into(),
+            email: "email-clicks".into(),
+            forms: "form-submissions".into(),
+            purchases: "purchases".into(),
+            output: "lead-score-events".into(),
+            dead_letter: "lead-score-dlq".into(),
+        }
+    }
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig { dir: PathBuf::from("./leadscore-data"), memory_budget: "256MiB".into() }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "127.0.0.1:9464".into() }
+    }
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_events: 1000, max_wait: Duration::from_millis(20) }
+    }
+}
+
+/// Why the configuration could not be used; each names the key or variable.
+#[derive(Debug, Error, PartialEq)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{source_name}: {message}")]
+    Parse { source_name: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl Config {
+    /// Reads `path` (or the defaults when `None`), applies `LEADSCORE__…`
+    /// overrides from `env`, resolves the rules path against the file's
+    /// folder and validates the result.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let (mut table, source_name) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError::Read { path: p.display().to_string(), reason: e.to_string() })?;
+                let table: toml::Table = text
+                    .parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Parse { source_name: p.display().to_string(), message: e.to_string() })?;
+                (table, p.display().to_string())
+            }
+            None => (toml::Table::new(), "defaults".to_string()),
+        };
+        apply_env(&mut table, env)?;
+        let mut config: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse { source_name, message: e.message().to_string() })?;
+        if let Some(dir) = path.and_then(Path::parent) {
+            if config.rules.is_relative() {
+                config.rules = dir.join(&config.rules);
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| Err(ConfigError::Invalid { key: key.into(), message });
+        if self.kafka.group_id.trim().is_empty() {
+            return invalid("kafka.group_id", "must not be empty".into());
+        }
+        let t = &self.topics;
+        let topics = [
+            ("topics.page_visits", &t.page_visits),
+            ("topics.email", &t.email),
+            ("topics.forms", &t.forms),
+            ("topics.purchases", &t.purchases),
+            ("topics.output", &t.output),
+            ("topics.dead_letter", &t.dead_letter),
+        ];
+        for (i, (key, name)) in topics.iter().enumerate() {
+            if name.is_empty() || name.len() > 249 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+                return invalid(key, format!("`{name}` is not a valid Kafka topic name"));
+            }
+            if let Some((other, _)) = topics[..i].iter().find(|(_, n)| n == name) {
+                return invalid(key, format!("`{name}` is also {other}; every topic must be distinct"));
+            }
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            return invalid("http.listen", format!("`{}` is not an address like 127.0.0.1:9464", self.http.listen));
+        }
+        if let Err(message) = parse_bytes(&self.state.memory_budget) {
+            return invalid("state.memory_budget", message);
+        }
+        if self.memory_budget() < 16 << 20 {
+            return invalid("state.memory_budget", "must be at least 16MiB".into());
+        }
+        if self.batch.max_events == 0 {
+            return invalid("batch.max_events", "must be at least 1".into());
+        }
+        if self.dedupe_window.is_zero() {
+            return invalid("dedupe_window", "must be longer than 0s".into());
+        }
+        Ok(())
+    }
+
+    /// `state.memory_budget` in bytes (validated).
+    pub fn memory_budget(&self) -> u64 {
+        parse_bytes(&self.state.memory_budget).unwrap_or(256 << 20)
+    }
+
+    /// True when no brokers are configured: use the embedded broker.
+    pub fn embedded_broker(&self) -> bool {
+        self.kafka.brokers.trim().is_empty()
+    }
+}
+
+/// Parses `256MiB`, `1GiB`, `512KB`, `1048576` into bytes.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a size like 256MiB"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown unit `{other}` in `{text}` (B, KiB, MiB, GiB, KB, MB, GB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// Applies `LEADSCORE__SECTION__KEY=value` overrides. A value takes the type
+/// of the key's default (number, boolean or string); in `kafka.consumer` and
+/// `kafka.producer` the key's underscores become dots (librdkafka names).
+fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+    let mut vars: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("LEADSCORE__")).collect();
+    vars.sort();
+    for (var, value) in vars {
+        let mut path: Vec<String> = var["LEADSCORE__".len()..].split("__").map(str::to_ascii_lowercase).collect();
+        let passthrough = path.len() == 3 && path[0] == "kafka" && (path[1] == "consumer" || path[1] == "producer");
+        if passthrough {
+            path[2] = path[2].replace('_', ".");
+        }
+        let Some((last, sections)) = path.split_last() else { continue };
+        let mut default = Some(&defaults);
+        let mut target = &mut *table;
+        for section in sections {
+            default = default.and_then(|d| d.get(section)).and_then(toml::Value::as_table);
+            let entry = target.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            target = entry.as_table_mut().ok_or_else(|| ConfigError::Invalid {
+                key: var.clone(),
+                message: format!("`{section}` is not a section"),
+            })?;
+        }
+        let typed = match default.and_then(|d| d.get(last)) {
+            Some(toml::Value::Integer(_)) => value.trim().parse().map(toml::Value::Integer).ok(),
+            Some(toml::Value::Boolean(_)) => value.trim().parse().map(toml::Value::Boolean).ok(),
+            _ => Some(toml::Value::String(value.clone())),
+        };
+        let typed = typed.ok_or_else(|| ConfigError::Invalid { key: var.clone(), message: format!("`{value}` has the wrong type") })?;
+        target.insert(last.clone(), typed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_the_spec_defaults() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c, Config::default());
+        assert!(c.embedded_broker());
+        assert_eq!(c.max_clock_skew, Duration::from_secs(300));
+        assert_eq!(c.memory_budget(), 256 << 20);
+    }
+
+    #[test]
+    fn environment_overrides_every_kind_of_key() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("LEADSCORE__KAFKA__BROKERS", "127.0.0.1:9092"),
+                ("LEADSCORE__CLOCK", "event"),
+                ("LEADSCORE__MAX_CLOCK_SKEW", "2m"),
+                ("LEADSCORE__BATCH__MAX_EVENTS", "250"),
+                ("LEADSCORE__KAFKA__CONSUMER__FETCH_WAIT_MAX_MS", "10"),
+                ("OTHER__IGNORED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(c.clock, ClockMode::Event);
+        assert_eq!(c.max_clock_skew, Duration::from_secs(120));
+        assert_eq!(c.batch.max_events, 250);
+        assert_eq!(c.kafka.consumer.get("fetch.wait.max.ms").map(String::as_str), Some("10"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = |pairs: &[(&str, &str)]| Config::load(None, env(pairs)).unwrap_err().to_string();
+        assert!(err(&[("LEADSCORE__HTTP__LISTEN", "nowhere")]).starts_with("http.listen:"));
+        assert!(err(&[("LEADSCORE__TOPICS__OUTPUT", "page-visits")]).contains("topics.output"));
+        assert!(err(&[("LEADSCORE__STATE__MEMORY_BUDGET", "lots")]).starts_with("state.memory_budget:"));
+        assert!(err(&[("LEADSCORE__BATCH__MAX_EVENTS", "many")]).starts_with("LEADSCORE__BATCH__MAX_EVENTS:"));
+        assert!(err(&[("LEADSCORE__CLOCK", "lunar")]).contains("lunar"));
+        assert!(err(&[("LEADSCORE__KAFKA__GROUP_ID", " ")]).starts_with("kafka.group_id:"));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_rejected_with_their_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[kafka]\nbrokerz = \"x\"\n").unwrap();
+        let e = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("brokerz"), "{e}");
+    }
+
+    #[test]
+    fn rules_path_is_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "rules = \"my-rules.toml\"\n").unwrap();
+        let c = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.rules, dir.path().join("my-rules.toml"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("12 parsecs").is_err());
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_documents_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/leadscore.example.toml");
+        let mut c = Config::load(Some(&path), Vec::new()).unwrap();
+        assert_eq!(c.rules, path.parent().unwrap().join("rules.toml"));
+        c.rules = Config::default().rules;
+        assert_eq!(c, Config::default());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let documented = toml::Table::try_from(Config::default()).unwrap();
+        for (key, value) in &documented {
+            assert!(text.contains(&format!("{key} =")) || value.is_table(), "{key} is not documented");
+            if let Some(section) = value.as_table() {
+                assert!(text.contains(&format!("[{key}]")), "[{key}] is not documented");
+                for k in section.keys() {
+                    assert!(text.contains(&format!("\n{k} =")) || section[k].is_table(), "{key}.{k} is not documented");
+                }
+            }
+        }
+    }
+}
