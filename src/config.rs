@@ -148,19 +148,27 @@ impl Default for TopicsConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { dir: PathBuf::from("./leadscore-data"), memory_budget: "256MiB".into() }
+        StateConfig {
+            dir: PathBuf::from("./leadscore-data"),
+            memory_budget: "256MiB".into(),
+        }
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:9464".into() }
+        HttpConfig {
+            listen: "127.0.0.1:9464".into(),
+        }
     }
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_events: 1000, max_wait: Duration::from_millis(20) }
+        BatchConfig {
+            max_events: 1000,
+            max_wait: Duration::from_millis(20),
+        }
     }
 }
 
@@ -170,7 +178,10 @@ pub enum ConfigError {
     #[error("cannot read config file {path}: {reason}")]
     Read { path: String, reason: String },
     #[error("{source_name}: {message}")]
-    Parse { source_name: String, message: String },
+    Parse {
+        source_name: String,
+        message: String,
+    },
     #[error("{key}: {message}")]
     Invalid { key: String, message: String },
 }
@@ -179,22 +190,34 @@ impl Config {
     /// Reads `path` (or the defaults when `None`), applies `LEADSCORE__…`
     /// overrides from `env`, resolves the rules path against the file's
     /// folder and validates the result.
-    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let (mut table, source_name) = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| ConfigError::Read { path: p.display().to_string(), reason: e.to_string() })?;
-                let table: toml::Table = text
-                    .parse()
-                    .map_err(|e: toml::de::Error| ConfigError::Parse { source_name: p.display().to_string(), message: e.to_string() })?;
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+                    path: p.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                let table: toml::Table =
+                    text.parse()
+                        .map_err(|e: toml::de::Error| ConfigError::Parse {
+                            source_name: p.display().to_string(),
+                            message: e.to_string(),
+                        })?;
                 (table, p.display().to_string())
             }
             None => (toml::Table::new(), "defaults".to_string()),
         };
         apply_env(&mut table, env)?;
-        let mut config: Config = table
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse { source_name, message: e.message().to_string() })?;
+        let mut config: Config =
+            table
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    source_name,
+                    message: e.message().to_string(),
+                })?;
         if let Some(dir) = path.and_then(Path::parent) {
             if config.rules.is_relative() {
                 config.rules = dir.join(&config.rules);
@@ -206,7 +229,12 @@ impl Config {
 
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: String| Err(ConfigError::Invalid { key: key.into(), message });
+        let invalid = |key: &str, message: String| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                message,
+            })
+        };
         if self.kafka.group_id.trim().is_empty() {
             return invalid("kafka.group_id", "must not be empty".into());
         }
@@ -220,15 +248,29 @@ impl Config {
             ("topics.dead_letter", &t.dead_letter),
         ];
         for (i, (key, name)) in topics.iter().enumerate() {
-            if name.is_empty() || name.len() > 249 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            if name.is_empty()
+                || name.len() > 249
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
                 return invalid(key, format!("`{name}` is not a valid Kafka topic name"));
             }
             if let Some((other, _)) = topics[..i].iter().find(|(_, n)| n == name) {
-                return invalid(key, format!("`{name}` is also {other}; every topic must be distinct"));
+                return invalid(
+                    key,
+                    format!("`{name}` is also {other}; every topic must be distinct"),
+                );
             }
         }
         if self.http.listen.parse::<SocketAddr>().is_err() {
-            return invalid("http.listen", format!("`{}` is not an address like 127.0.0.1:9464", self.http.listen));
+            return invalid(
+                "http.listen",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:9464",
+                    self.http.listen
+                ),
+            );
         }
         if let Err(message) = parse_bytes(&self.state.memory_budget) {
             return invalid("state.memory_budget", message);
@@ -261,7 +303,9 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a size like 256MiB"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 256MiB"))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -270,30 +314,52 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "KB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => return Err(format!("unknown unit `{other}` in `{text}` (B, KiB, MiB, GiB, KB, MB, GB)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (B, KiB, MiB, GiB, KB, MB, GB)"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("`{text}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 /// Applies `LEADSCORE__SECTION__KEY=value` overrides. A value takes the type
 /// of the key's default (number, boolean or string); in `kafka.consumer` and
 /// `kafka.producer` the key's underscores become dots (librdkafka names).
-fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
     let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
-    let mut vars: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("LEADSCORE__")).collect();
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("LEADSCORE__"))
+        .collect();
     vars.sort();
     for (var, value) in vars {
-        let mut path: Vec<String> = var["LEADSCORE__".len()..].split("__").map(str::to_ascii_lowercase).collect();
-        let passthrough = path.len() == 3 && path[0] == "kafka" && (path[1] == "consumer" || path[1] == "producer");
+        let mut path: Vec<String> = var["LEADSCORE__".len()..]
+            .split("__")
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let passthrough = path.len() == 3
+            && path[0] == "kafka"
+            && (path[1] == "consumer" || path[1] == "producer");
         if passthrough {
             path[2] = path[2].replace('_', ".");
         }
-        let Some((last, sections)) = path.split_last() else { continue };
+        let Some((last, sections)) = path.split_last() else {
+            continue;
+        };
         let mut default = Some(&defaults);
         let mut target = &mut *table;
         for section in sections {
-            default = default.and_then(|d| d.get(section)).and_then(toml::Value::as_table);
-            let entry = target.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            default = default
+                .and_then(|d| d.get(section))
+                .and_then(toml::Value::as_table);
+            let entry = target
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             target = entry.as_table_mut().ok_or_else(|| ConfigError::Invalid {
                 key: var.clone(),
                 message: format!("`{section}` is not a section"),
@@ -304,7 +370,10 @@ fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, Str
             Some(toml::Value::Boolean(_)) => value.trim().parse().map(toml::Value::Boolean).ok(),
             _ => Some(toml::Value::String(value.clone())),
         };
-        let typed = typed.ok_or_else(|| ConfigError::Invalid { key: var.clone(), message: format!("`{value}` has the wrong type") })?;
+        let typed = typed.ok_or_else(|| ConfigError::Invalid {
+            key: var.clone(),
+            message: format!("`{value}` has the wrong type"),
+        })?;
         target.insert(last.clone(), typed);
     }
     Ok(())
@@ -315,7 +384,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -345,7 +417,13 @@ mod tests {
         assert_eq!(c.clock, ClockMode::Event);
         assert_eq!(c.max_clock_skew, Duration::from_secs(120));
         assert_eq!(c.batch.max_events, 250);
-        assert_eq!(c.kafka.consumer.get("fetch.wait.max.ms").map(String::as_str), Some("10"));
+        assert_eq!(
+            c.kafka
+                .consumer
+                .get("fetch.wait.max.ms")
+                .map(String::as_str),
+            Some("10")
+        );
     }
 
     #[test]
@@ -353,8 +431,11 @@ mod tests {
         let err = |pairs: &[(&str, &str)]| Config::load(None, env(pairs)).unwrap_err().to_string();
         assert!(err(&[("LEADSCORE__HTTP__LISTEN", "nowhere")]).starts_with("http.listen:"));
         assert!(err(&[("LEADSCORE__TOPICS__OUTPUT", "page-visits")]).contains("topics.output"));
-        assert!(err(&[("LEADSCORE__STATE__MEMORY_BUDGET", "lots")]).starts_with("state.memory_budget:"));
-        assert!(err(&[("LEADSCORE__BATCH__MAX_EVENTS", "many")]).starts_with("LEADSCORE__BATCH__MAX_EVENTS:"));
+        assert!(
+            err(&[("LEADSCORE__STATE__MEMORY_BUDGET", "lots")]).starts_with("state.memory_budget:")
+        );
+        assert!(err(&[("LEADSCORE__BATCH__MAX_EVENTS", "many")])
+            .starts_with("LEADSCORE__BATCH__MAX_EVENTS:"));
         assert!(err(&[("LEADSCORE__CLOCK", "lunar")]).contains("lunar"));
         assert!(err(&[("LEADSCORE__KAFKA__GROUP_ID", " ")]).starts_with("kafka.group_id:"));
     }
@@ -400,11 +481,20 @@ mod example_tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let documented = toml::Table::try_from(Config::default()).unwrap();
         for (key, value) in &documented {
-            assert!(text.contains(&format!("{key} =")) || value.is_table(), "{key} is not documented");
+            assert!(
+                text.contains(&format!("{key} =")) || value.is_table(),
+                "{key} is not documented"
+            );
             if let Some(section) = value.as_table() {
-                assert!(text.contains(&format!("[{key}]")), "[{key}] is not documented");
+                assert!(
+                    text.contains(&format!("[{key}]")),
+                    "[{key}] is not documented"
+                );
                 for k in section.keys() {
-                    assert!(text.contains(&format!("\n{k} =")) || section[k].is_table(), "{key}.{k} is not documented");
+                    assert!(
+                        text.contains(&format!("\n{k} =")) || section[k].is_table(),
+                        "{key}.{k} is not documented"
+                    );
                 }
             }
         }

@@ -7,12 +7,15 @@
 use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
 
 /// Milliseconds in one scoring day (86 400 s).
 pub const MS_PER_DAY: i64 = 86_400_000;
 
 /// An instant on the event-time clock, in milliseconds since the Unix epoch.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct EventTime(i64);
 
 impl EventTime {

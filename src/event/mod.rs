@@ -98,7 +98,7 @@ pub enum EmailAction {
 }
 
 /// A form field value: the JSON scalars a form may carry (`null` clears).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum FieldValue {
     Null,
     Bool(bool),

@@ -45,8 +45,10 @@ impl Norm {
     }
 }
 
-/// A present profile value together with its normalized form.
-#[derive(Debug, Clone, PartialEq)]
+/// A present profile value together with its normalized form. Stored as the
+/// raw value only; the normalized form is derived again when read.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "FieldValue", try_from = "FieldValue")]
 pub struct ProfileValue {
     pub raw: FieldValue,
     pub norm: Norm,
@@ -74,6 +76,20 @@ impl ProfileValue {
             (_, FieldValue::Bool(b)) => Cow::Borrowed(if *b { "true" } else { "false" }),
             (_, FieldValue::Null) => Cow::Borrowed(""),
         }
+    }
+}
+
+impl From<ProfileValue> for FieldValue {
+    fn from(v: ProfileValue) -> FieldValue {
+        v.raw
+    }
+}
+
+impl TryFrom<FieldValue> for ProfileValue {
+    type Error = &'static str;
+
+    fn try_from(raw: FieldValue) -> Result<Self, Self::Error> {
+        ProfileValue::new(raw).ok_or("a stored profile value cannot be absent")
     }
 }
 

@@ -7,12 +7,13 @@
 //! newer than `clock − window − grace`, so events up to `grace` late are exact.
 
 use foldhash::HashMap;
+use serde::{Deserialize, Serialize};
 
 use crate::rules::Cap;
 use crate::time::EventTime;
 
 /// Scored match times of one capped rule.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CapLedger {
     /// Times of a cap that is not `per_item`, sorted ascending.
     times: Vec<EventTime>,

@@ -1,12 +1,14 @@
 //! The contact's profile: form fields, latest `occurred_at` wins per field.
 
+use serde::{Deserialize, Serialize};
+
 use crate::event::FieldValue;
 use crate::rules::field::ProfileValue;
 use crate::time::EventTime;
 
 /// One field; `value == None` is a cleared (or empty) field, kept with its
 /// time so that an older, later-processed event cannot bring it back.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileEntry {
     pub name: String,
     pub value: Option<ProfileValue>,
@@ -14,7 +16,7 @@ pub struct ProfileEntry {
 }
 
 /// Fields sorted by name.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     entries: Vec<ProfileEntry>,
 }

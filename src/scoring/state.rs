@@ -4,6 +4,7 @@
 //! expiring contribution can be taken out of its sum when its time comes;
 //! a contribution dated ahead of the clock stays out of the sums until then.
 
+use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use super::caps::CapLedger;
@@ -12,7 +13,7 @@ use crate::rules::{EngagementRule, Model};
 use crate::time::EventTime;
 
 /// Everything scoring knows about one contact.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContactState {
     pub profile: Profile,
     /// Latest `occurred_at` of any event.
@@ -22,7 +23,7 @@ pub struct ContactState {
 }
 
 /// A contact's standing in one model.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelState {
     pub tier: usize,
     /// Fit points on the current profile (recomputed when the profile changes).
@@ -46,7 +47,7 @@ pub struct ModelState {
 }
 
 /// What one engagement rule has contributed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuleAcc {
     pub rule: u16,
     /// Sum of folded decaying contributions, valued at `ModelState::ref_time`.
@@ -60,7 +61,7 @@ pub struct RuleAcc {
 }
 
 /// One individually tracked contribution.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contribution {
     pub rule: u16,
     pub t: EventTime,
@@ -72,14 +73,14 @@ pub struct Contribution {
 }
 
 /// A predicted tier change (or a point to look again, when `to_tier` is None).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     pub at: EventTime,
     pub to_tier: Option<usize>,
     pub cause: PredictedCause,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PredictedCause {
     Decay,
     Expiry {

@@ -138,6 +138,14 @@ impl<K: Clone + Eq + Hash + Ord> TimerWheel<K> {
         Some(time(e.tick))
     }
 
+    /// Removes every timer whose key matches.
+    pub fn cancel_where(&mut self, mut doomed: impl FnMut(&K) -> bool) {
+        let keys: Vec<K> = self.index.keys().filter(|k| doomed(k)).cloned().collect();
+        for k in keys {
+            self.cancel(&k);
+        }
+    }
+
     /// Advances the clock to `now` and appends every timer due at or before it
     /// to `out`, ordered by (due, key). `now` earlier than the clock is a no-op
     /// apart from returning timers inserted as already due.

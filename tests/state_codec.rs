@@ -1,0 +1,79 @@
+//! The contact-state codec round-trips states built by the engine, and
+//! rejects damaged records without panicking.
+
+mod common;
+
+use common::*;
+use leadscore::event::{EmailAction, FieldValue};
+use leadscore::state::{decode_contact, encode_contact, CodecError};
+use proptest::prelude::*;
+
+const RULES: &str = include_str!("../examples/rules.toml");
+
+fn busy_contact(n: usize) -> Contact {
+    let mut c = Contact::new(RULES);
+    for i in 0..n {
+        let t = at(i as f64 * 0.7);
+        let id = format!("e{i}");
+        match i % 6 {
+            0 => c.apply(&visit(&id, "https://app.example/pricing", t)),
+            1 => c.apply(&email(&id, &format!("em-{}", i % 3), EmailAction::Open, t)),
+            2 => c.apply(&form(
+                &id,
+                "webinar-q1",
+                &[
+                    ("title", FieldValue::Text("VP".into())),
+                    ("budget", FieldValue::Number(5000.0)),
+                    ("email", FieldValue::Null),
+                ],
+                t,
+            )),
+            3 => c.apply(&purchase(&id, "pro", Some(900.0), t)),
+            4 => c.apply(&visit(&id, "https://app.example/add-ons/sso", t)),
+            _ => c.apply(&visit(&id, "https://app.example/docs/api", t)),
+        };
+    }
+    c
+}
+
+#[test]
+fn states_round_trip() {
+    for n in [0, 1, 7, 200] {
+        let c = busy_contact(n);
+        let bytes = encode_contact(&c.state);
+        assert_eq!(decode_contact(&bytes).unwrap(), c.state, "{n} events");
+    }
+}
+
+#[test]
+fn a_decoded_state_keeps_scoring_identically() {
+    let mut a = busy_contact(50);
+    let mut b = busy_contact(50);
+    b.state = decode_contact(&encode_contact(&b.state)).unwrap();
+    let next = visit("late", "https://app.example/pricing", at(40.0));
+    assert_eq!(a.apply(&next), b.apply(&next));
+    assert_eq!(a.run_until(at(400.0)), b.run_until(at(400.0)));
+}
+
+#[test]
+fn damaged_records_are_errors() {
+    let bytes = encode_contact(&busy_contact(20).state);
+    assert_eq!(decode_contact(&[]), Err(CodecError::Empty));
+    assert_eq!(
+        decode_contact(&[9, 1, 2]),
+        Err(CodecError::UnknownFormat(9))
+    );
+    assert!(matches!(
+        decode_contact(&bytes[..bytes.len() / 2]),
+        Err(CodecError::Corrupt(_))
+    ));
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let mut framed = vec![1u8];
+        framed.extend(bytes);
+        let _ = decode_contact(&framed);
+    }
+}
