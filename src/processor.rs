@@ -115,14 +115,6 @@ impl<S: StateStore> Processor<S> {
         }
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
-    pub fn store(&self) -> &Arc<S> {
-        &self.store
-    }
-
     /// Timers in the in-memory wheel.
     pub fn timers_loaded(&self) -> usize {
         self.wheel.len()

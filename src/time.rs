@@ -68,11 +68,6 @@ impl EventTime {
     pub fn plus_millis(self, ms: i64) -> EventTime {
         EventTime(self.0.saturating_add(ms))
     }
-
-    /// The wall clock now, truncated to milliseconds.
-    pub fn now_utc() -> EventTime {
-        EventTime(Utc::now().timestamp_millis())
-    }
 }
 
 impl fmt::Display for EventTime {

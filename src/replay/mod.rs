@@ -129,10 +129,6 @@ impl<W: Write> Replayer<W> {
         }
     }
 
-    pub fn clock(&self) -> Option<EventTime> {
-        self.clock
-    }
-
     /// Decodes one line's record; the caller reports the error as a reject.
     pub fn decode(&self, line: &str) -> Result<Event, DecodeError> {
         let rec = parse_line(line)?;
