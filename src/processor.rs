@@ -273,11 +273,7 @@ impl<'p, S: StateStore> Step<'p, S> {
             partition,
             &contact,
         )?;
-        let before: Vec<Option<EventTime>> = state
-            .models
-            .iter()
-            .map(|m| m.next.as_ref().map(|p| p.at))
-            .collect();
+        let before = next_dues(state);
         self.fx.clear();
         self.p
             .engine
@@ -361,11 +357,7 @@ impl<'p, S: StateStore> Step<'p, S> {
             key.partition,
             &key.contact,
         )?;
-        let before: Vec<Option<EventTime>> = state
-            .models
-            .iter()
-            .map(|m| m.next.as_ref().map(|p| p.at))
-            .collect();
+        let before = next_dues(state);
         self.fx.clear();
         self.p
             .engine
@@ -501,4 +493,13 @@ fn load<'c, S: StateStore>(
         contacts.insert(key.clone(), state);
     }
     Ok(contacts.get_mut(&key).expect("inserted above"))
+}
+
+/// When each model's timer of a contact is due now (to find the index rows a change replaces).
+fn next_dues(state: &ContactState) -> Vec<Option<EventTime>> {
+    state
+        .models
+        .iter()
+        .map(|m| m.next.as_ref().map(|p| p.at))
+        .collect()
 }

@@ -198,20 +198,8 @@ pub trait StateStore: Send + Sync {
 
     /// The next offset to consume of `topic`/`partition`, if any was committed.
     fn offset(&self, partition: u32, topic: &str) -> Result<Option<i64>, StoreError> {
-        match self.get(Family::Offsets, &keys::offset_key(partition, topic))? {
-            Some(bytes) => {
-                let raw: [u8; 8] =
-                    bytes
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt {
-                            family: "offsets",
-                            detail: format!("{} bytes for {topic}/{partition}", bytes.len()),
-                        })?;
-                Ok(Some(i64::from_be_bytes(raw)))
-            }
-            None => Ok(None),
-        }
+        let value = self.get(Family::Offsets, &keys::offset_key(partition, topic))?;
+        value.map(|v| be_i64(&v, "offsets")).transpose()
     }
 
     /// Timers of `partition` due before `until`, earliest first.
@@ -270,22 +258,22 @@ pub trait StateStore: Send + Sync {
         contact: &str,
         digest: u64,
     ) -> Result<Option<EventTime>, StoreError> {
-        match self.get(
+        let value = self.get(
             Family::Dedupe,
             &keys::dedupe_key(partition, contact, digest),
-        )? {
-            Some(bytes) => {
-                let raw: [u8; 8] =
-                    bytes
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt {
-                            family: "dedupe",
-                            detail: format!("{} bytes", bytes.len()),
-                        })?;
-                Ok(Some(EventTime::from_millis(i64::from_be_bytes(raw))))
-            }
-            None => Ok(None),
-        }
+        )?;
+        Ok(value
+            .map(|v| be_i64(&v, "dedupe"))
+            .transpose()?
+            .map(EventTime::from_millis))
     }
+}
+
+/// An 8-byte big-endian value of `family`.
+fn be_i64(bytes: &[u8], family: &'static str) -> Result<i64, StoreError> {
+    let raw: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        family,
+        detail: format!("value of {} bytes, expected 8", bytes.len()),
+    })?;
+    Ok(i64::from_be_bytes(raw))
 }
