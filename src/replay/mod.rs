@@ -139,18 +139,6 @@ impl<W: Write> Replayer<W> {
         decode(kind, rec.key.as_deref().map(str::as_bytes), &rec.payload)
     }
 
-    /// Processes one input line (blank lines are the caller's to skip).
-    pub fn line(&mut self, line: &str) -> io::Result<Result<(), DecodeError>> {
-        self.stats.lines += 1;
-        match self.decode(line) {
-            Ok(event) => self.event(&event).map(Ok),
-            Err(e) => {
-                self.stats.rejected += 1;
-                Ok(Err(e))
-            }
-        }
-    }
-
     /// Applies a batch of decoded lines in order, reporting rejects. Contacts
     /// are looked up and their state prefetched for the whole batch first, so
     /// that the cache misses of different events overlap.
@@ -199,11 +187,6 @@ impl<W: Write> Replayer<W> {
     }
 
     /// Advances the clock to the event's time and applies it.
-    pub fn event(&mut self, event: &Event) -> io::Result<()> {
-        let idx = self.index_of(&event.contact.0);
-        self.apply(idx, event)
-    }
-
     fn apply(&mut self, idx: u32, event: &Event) -> io::Result<()> {
         let now = self
             .clock

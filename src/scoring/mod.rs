@@ -193,9 +193,7 @@ impl Engine {
     fn repredict(&self, contact: &mut ContactState, m: usize, now: EventTime, fx: &mut Effects) {
         let ms = &mut contact.models[m];
         let next = predict(&self.rules.models[m], ms, contact.last_activity, now);
-        if next.as_ref().map(|p| p.at) != ms.next.as_ref().map(|p| p.at)
-            || ms.next.is_none() != next.is_none()
-        {
+        if next.as_ref().map(|p| p.at) != ms.next.as_ref().map(|p| p.at) {
             fx.timers.push(TimerUpdate {
                 model: m,
                 due: next.as_ref().map(|p| p.at),

@@ -228,13 +228,8 @@ impl<K: Clone + Eq + Hash + Ord> TimerWheel<K> {
     }
 
     fn unlink(&mut self, idx: u32) {
-        let Entry {
-            prev,
-            next,
-            loc,
-            tick,
-            ..
-        } = self.entries[idx as usize].clone_links();
+        let e = &self.entries[idx as usize];
+        let (prev, next, loc, tick) = (e.prev, e.next, e.loc, e.tick);
         match loc {
             Loc::Overflow => {
                 self.overflow.remove(&(tick, idx));
@@ -326,17 +321,5 @@ impl<K: Clone + Eq + Hash + Ord> TimerWheel<K> {
         out.push((time(e.tick), key.clone()));
         self.index.remove(&key);
         self.free.push(idx);
-    }
-}
-
-impl<K> Entry<K> {
-    fn clone_links(&self) -> Entry<()> {
-        Entry {
-            key: None,
-            tick: self.tick,
-            prev: self.prev,
-            next: self.next,
-            loc: self.loc,
-        }
     }
 }
