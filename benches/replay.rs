@@ -25,6 +25,7 @@ fn events() -> Vec<u8> {
         days: 30.0,
         seed: 1,
         start: EventTime::parse_rfc3339("2026-01-05T08:00:00Z").unwrap(),
+        late_percent: 3,
     };
     let mut out = Vec::new();
     generate(&opts, &mut out).unwrap();

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{Cli, Command, GenArgs, ReplayArgs};
+use crate::cli::{Cli, Command, GenArgs, ProduceArgs, ReplayArgs, RunArgs, ScoresArgs};
+use crate::config::Config;
 use crate::event::{wire::decode_wire, TopicMap};
 use crate::gen::{generate, GenOptions};
 use crate::replay::{parse_line, replay_lines, Progress, Replayer};
@@ -21,6 +22,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::CheckRules { file } => check_rules(&file),
         Command::Replay(args) => replay(&args),
         Command::Gen(args) => report_io(gen(&args)),
+        Command::Run(args) => run_service(&args),
+        Command::Demo(args) => crate::demo::run(&args),
+        Command::Produce(args) => report_io(produce(&args)),
+        Command::Scores(args) => scores(&args),
     }
 }
 
@@ -149,6 +154,7 @@ fn gen(args: &GenArgs) -> anyhow::Result<()> {
         days: args.days,
         seed: args.seed,
         start: args.start,
+        late_percent: args.late_percent,
     };
     match &args.out {
         Some(p) => {
@@ -164,4 +170,66 @@ fn gen(args: &GenArgs) -> anyhow::Result<()> {
                 .context("writing events")
         }
     }
+}
+
+/// The example rules bundled into the binary: `run` with no configuration uses them.
+pub const BUNDLED_RULES: &str = include_str!("../examples/rules.toml");
+
+/// The configuration and rules of `run`/`scores`/`demo`; exit code 2 when invalid.
+pub fn load_service_config(path: Option<&Path>) -> Result<(Config, RuleSet), ExitCode> {
+    let config = Config::load(path, std::env::vars()).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })?;
+    let rules_given = path.is_some() || std::env::var_os("LEADSCORE__RULES").is_some();
+    let rules = if rules_given {
+        load_rules(&config.rules)?
+    } else {
+        RuleSet::parse(BUNDLED_RULES).map_err(|errors| {
+            for e in errors {
+                eprintln!("bundled rules: {e}");
+            }
+            ExitCode::from(2)
+        })?
+    };
+    Ok((config, rules))
+}
+
+fn run_service(args: &RunArgs) -> ExitCode {
+    let (config, rules) = match load_service_config(args.config.as_deref()) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    report_io(crate::service::serve(config, rules, args.idle_exit, |_, _| {}).map(|_| ()))
+}
+
+fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
+    let report = match &args.file {
+        Some(p) => crate::service::produce::produce_lines(&args.brokers, open(p)?)?,
+        None => crate::service::produce::produce_lines(&args.brokers, io::stdin().lock())?,
+    };
+    eprintln!(
+        "produce: {} records, {} lines skipped",
+        report.produced, report.skipped
+    );
+    Ok(())
+}
+
+fn scores(args: &ScoresArgs) -> ExitCode {
+    let (config, rules) = match load_service_config(args.config.as_deref()) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let result = (|| -> anyhow::Result<()> {
+        let store = std::sync::Arc::new(
+            crate::state::RocksStateStore::open(&config.state.dir, config.memory_budget())
+                .with_context(|| format!("opening state in {}", config.state.dir.display()))?,
+        );
+        let settings = crate::service::processor_settings(&config);
+        let engine = Engine::new(rules, settings.dedupe_window_ms);
+        let mut out = BufWriter::new(io::stdout().lock());
+        crate::service::scores::write_scores(store, engine, settings, &mut out)?;
+        out.flush().context("writing scores")
+    })();
+    report_io(result)
 }

@@ -28,6 +28,61 @@ pub enum Command {
     },
     /// Generate a synthetic event file for replay or benchmarks.
     Gen(GenArgs),
+    /// Run the service. Without --config: an embedded broker and the bundled example rules.
+    Run(RunArgs),
+    /// Run the service on an embedded broker, feed it synthetic visitors and print tier changes.
+    Demo(DemoArgs),
+    /// Produce a replay-format file (or stdin) to Kafka, keyed by contact.
+    Produce(ProduceArgs),
+    /// Print the scores in a stopped service's state directory (replay's --scores-out format).
+    Scores(ScoresArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Service configuration (TOML); every key can be overridden by LEADSCORE__SECTION__KEY.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Exit (as on SIGTERM) once no input has arrived for this long — for
+    /// backfills with clock = "event".
+    #[arg(long, value_parser = parse_duration)]
+    pub idle_exit: Option<std::time::Duration>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Visitors to simulate.
+    #[arg(long, default_value_t = 300)]
+    pub contacts: u64,
+    /// Events per second of wall time.
+    #[arg(long, default_value_t = 200)]
+    pub rate: u64,
+    /// Simulated time per wall-clock second (the demo runs on the event clock).
+    #[arg(long, default_value = "12h", value_parser = parse_duration)]
+    pub speed: std::time::Duration,
+    /// Stop after this long (default: until Ctrl-C).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// State directory (default: a fresh temporary one).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProduceArgs {
+    /// Bootstrap servers.
+    #[arg(long)]
+    pub brokers: String,
+    /// Input file (default: stdin).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScoresArgs {
+    /// The service's configuration (for the state directory, rules and topics).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,6 +127,9 @@ pub struct GenArgs {
     /// First event time (RFC 3339).
     #[arg(long, default_value = "2026-01-05T08:00:00Z", value_parser = parse_time)]
     pub start: EventTime,
+    /// Percentage of events that arrive late (up to two days).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub late_percent: u32,
     /// Output file (default: stdout).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -80,6 +138,10 @@ pub struct GenArgs {
 fn parse_time(s: &str) -> Result<EventTime, String> {
     EventTime::parse_rfc3339(s)
         .ok_or_else(|| format!("`{s}` is not an RFC 3339 timestamp with offset"))
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration: {e}"))
 }
 
 /// Parses a humantime duration (`30d`, `5m`, `1s`) into milliseconds.

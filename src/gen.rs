@@ -2,7 +2,7 @@
 //!
 //! Contacts behave like visitors: they browse (pricing, docs, careers,
 //! add-ons), open and click emails, fill forms that update their profile, buy,
-//! and go quiet. About 3 % of events arrive late (up to two days) and 1 % are
+//! and go quiet. By default 3 % of events arrive late (up to two days) and 1 % are
 //! re-sent duplicates, as on a real topic. Deterministic for a given seed.
 
 use std::io::{self, Write};
@@ -17,6 +17,8 @@ pub struct GenOptions {
     pub days: f64,
     pub seed: u64,
     pub start: EventTime,
+    /// Percentage of events that arrive late (up to two days).
+    pub late_percent: u32,
 }
 
 const PAGES: &[&str] = &[
@@ -48,54 +50,66 @@ pub fn generate(opts: &GenOptions, out: &mut impl Write) -> io::Result<()> {
         }
         let mut at =
             opts.start.millis() + (span_ms as i128 * n as i128 / opts.events.max(1) as i128) as i64;
-        if rng.u32(0..100) < 3 {
+        if rng.u32(0..100) < opts.late_percent {
             at -= rng.i64(0..2 * MS_PER_DAY);
         }
         let contact = format!("c-{:06}", rng.u64(0..contacts));
-        let when = EventTime::from_millis(at).to_rfc3339();
-        let head =
-            format!(r#""event_id": "e-{n}", "contact_id": "{contact}", "occurred_at": "{when}""#);
         line.clear();
-        match rng.u32(0..100) {
-            0..=49 => {
-                let url = PAGES[rng.usize(0..PAGES.len())];
-                line.push_str(&format!(r#"{{"topic": "page-visits", "key": "{contact}", "value": {{{head}, "url": "{url}"}}}}"#));
-            }
-            50..=76 => {
-                let email = rng.u32(1..20);
-                let action = match rng.u32(0..100) {
-                    0..=59 => "open",
-                    60..=97 => "click",
-                    _ => "unsubscribe",
-                };
-                line.push_str(&format!(
-                    r#"{{"topic": "email-clicks", "key": "{contact}", "value": {{{head}, "email_id": "em-{email}", "action": "{action}"}}}}"#
-                ));
-            }
-            77..=91 => {
-                let form = FORMS[rng.usize(0..FORMS.len())];
-                let title = TITLES[rng.usize(0..TITLES.len())];
-                let budget = rng.u32(0..50) * 100;
-                let mail = if rng.bool() {
-                    "gmail.com"
-                } else {
-                    "corp.example"
-                };
-                line.push_str(&format!(
-                    r#"{{"topic": "form-submissions", "key": "{contact}", "value": {{{head}, "form_id": "{form}", "fields": {{"title": "{title}", "budget": {budget}, "email": "x@{mail}"}}}}}}"#
-                ));
-            }
-            _ => {
-                let product = PRODUCTS[rng.usize(0..PRODUCTS.len())];
-                let amount = rng.u32(10..2000);
-                line.push_str(&format!(
-                    r#"{{"topic": "purchases", "key": "{contact}", "value": {{{head}, "product_id": "{product}", "amount": {amount}, "currency": "EUR"}}}}"#
-                ));
-            }
-        }
+        event_line(&mut rng, n, &contact, EventTime::from_millis(at), &mut line);
         line.push('\n');
         out.write_all(line.as_bytes())?;
         std::mem::swap(&mut previous, &mut line);
     }
     Ok(())
+}
+
+/// Appends one random event of `contact` at `at` (id `e-{n}`) as a
+/// replay-format line, without the newline.
+pub fn event_line(
+    rng: &mut fastrand::Rng,
+    n: u64,
+    contact: &str,
+    at: EventTime,
+    line: &mut String,
+) {
+    let when = at.to_rfc3339();
+    let head =
+        format!(r#""event_id": "e-{n}", "contact_id": "{contact}", "occurred_at": "{when}""#);
+    match rng.u32(0..100) {
+        0..=49 => {
+            let url = PAGES[rng.usize(0..PAGES.len())];
+            line.push_str(&format!(r#"{{"topic": "page-visits", "key": "{contact}", "value": {{{head}, "url": "{url}"}}}}"#));
+        }
+        50..=76 => {
+            let email = rng.u32(1..20);
+            let action = match rng.u32(0..100) {
+                0..=59 => "open",
+                60..=97 => "click",
+                _ => "unsubscribe",
+            };
+            line.push_str(&format!(
+                r#"{{"topic": "email-clicks", "key": "{contact}", "value": {{{head}, "email_id": "em-{email}", "action": "{action}"}}}}"#
+            ));
+        }
+        77..=91 => {
+            let form = FORMS[rng.usize(0..FORMS.len())];
+            let title = TITLES[rng.usize(0..TITLES.len())];
+            let budget = rng.u32(0..50) * 100;
+            let mail = if rng.bool() {
+                "gmail.com"
+            } else {
+                "corp.example"
+            };
+            line.push_str(&format!(
+                r#"{{"topic": "form-submissions", "key": "{contact}", "value": {{{head}, "form_id": "{form}", "fields": {{"title": "{title}", "budget": {budget}, "email": "x@{mail}"}}}}}}"#
+            ));
+        }
+        _ => {
+            let product = PRODUCTS[rng.usize(0..PRODUCTS.len())];
+            let amount = rng.u32(10..2000);
+            line.push_str(&format!(
+                r#"{{"topic": "purchases", "key": "{contact}", "value": {{{head}, "product_id": "{product}", "amount": {amount}, "currency": "EUR"}}}}"#
+            ));
+        }
+    }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::dedupe::digest;
-use crate::event::{decode, DecodeError, TopicMap};
+use crate::event::{decode, DecodeError, Event, EventKind, TopicMap};
 use crate::scoring::{ContactState, Effects, Engine, TierChange};
 use crate::state::{Batch, OutboxEntry, StateStore, StoreError, TimerRow};
 use crate::time::EventTime;
@@ -31,6 +31,9 @@ pub struct InputRecord {
     pub payload: Option<Vec<u8>>,
 }
 
+/// A record with its decoded event, or the reason it cannot be scored.
+pub type Decoded = (InputRecord, Result<Event, DecodeError>);
+
 /// What the processor needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct ProcessorSettings {
@@ -42,6 +45,9 @@ pub struct ProcessorSettings {
     pub dedupe_window_ms: i64,
     /// How far ahead the in-memory wheel is filled from the timer index.
     pub timer_horizon_ms: i64,
+    /// `clock = "event"`: each partition's clock is the largest `occurred_at`
+    /// it has seen, and its due timers fire before each event (as in replay).
+    pub event_clock: bool,
 }
 
 #[derive(Debug, Error)]
@@ -58,6 +64,8 @@ pub struct ProcessStats {
     pub consumed: u64,
     pub rejected: BTreeMap<(String, &'static str), u64>,
     pub duplicates: u64,
+    /// Records at offsets already applied (redelivered by the broker).
+    pub redelivered: u64,
     pub tier_changes: u64,
     pub timers_fired: u64,
 }
@@ -77,18 +85,23 @@ pub type Outgoing = (u32, u64, OutboxEntry);
 /// each input topic, and the outbox entries still to publish.
 pub type Assignment = (Vec<(String, Option<i64>)>, Vec<Outgoing>);
 
-#[derive(Debug, Clone)]
+/// The offsets-family entry that holds a partition's clock (no topic name
+/// can contain NUL).
+const CLOCK_KEY: &str = "\0clock";
+
 struct PartitionInfo {
+    wheel: TimerWheel<TimerKey>,
     next_seq: u64,
     loaded_until: EventTime,
     clock: EventTime,
+    /// Next offset to apply per input topic: earlier ones are redeliveries.
+    next_offsets: HashMap<String, i64>,
 }
 
 pub struct Processor<S: StateStore> {
     engine: Engine,
     store: Arc<S>,
     settings: ProcessorSettings,
-    wheel: TimerWheel<TimerKey>,
     partitions: BTreeMap<u32, PartitionInfo>,
     pub stats: ProcessStats,
 }
@@ -101,6 +114,8 @@ struct Step<'p, S: StateStore> {
     seen: HashSet<(u32, String, u64)>,
     out: Vec<Outgoing>,
     fx: Effects,
+    /// `emitted_at` of the tier changes this step writes.
+    emitted_at: String,
 }
 
 impl<S: StateStore> Processor<S> {
@@ -109,21 +124,46 @@ impl<S: StateStore> Processor<S> {
             engine,
             store,
             settings,
-            wheel: TimerWheel::default(),
             partitions: BTreeMap::new(),
             stats: ProcessStats::default(),
         }
     }
 
-    /// Timers in the in-memory wheel.
-    pub fn timers_loaded(&self) -> usize {
-        self.wheel.len()
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
-    /// Takes a partition: loads its near timers (those that came due while
-    /// nobody owned it fire at the next `fire_due`, with their original
-    /// instant) and returns where to resume each input topic, plus the
-    /// entries still in its outbox, to publish again.
+    pub fn settings(&self) -> &ProcessorSettings {
+        &self.settings
+    }
+
+    /// Timers in the in-memory wheels.
+    pub fn timers_loaded(&self) -> usize {
+        self.partitions.values().map(|i| i.wheel.len()).sum()
+    }
+
+    /// Partitions taken, in order.
+    pub fn assigned(&self) -> Vec<u32> {
+        self.partitions.keys().copied().collect()
+    }
+
+    /// The clock of a partition (wall time, or its event time in event-clock mode).
+    pub fn clock(&self, partition: u32) -> Option<EventTime> {
+        self.partitions.get(&partition).map(|i| i.clock)
+    }
+
+    /// The earliest instant a timer of some partition may be due (a lower bound).
+    pub fn next_due(&self) -> Option<EventTime> {
+        self.partitions
+            .values()
+            .filter_map(|i| i.wheel.next_due())
+            .min()
+    }
+
+    /// Takes a partition: loads its clock and near timers (those that came
+    /// due while nobody owned it fire at the next `fire_due`, with their
+    /// original instant) and returns where to resume each input topic, plus
+    /// the entries still in its outbox, to publish again.
     pub fn assign(&mut self, partition: u32, now: EventTime) -> Result<Assignment, ProcessError> {
         let pending: Vec<Outgoing> = self
             .store
@@ -132,58 +172,95 @@ impl<S: StateStore> Processor<S> {
             .map(|(seq, e)| (partition, seq, e))
             .collect();
         let next_seq = pending.last().map_or(0, |(_, seq, _)| seq + 1);
+        let offsets = EventKind::ALL
+            .iter()
+            .map(|k| {
+                let topic = self.settings.topics.topic_of(*k).to_string();
+                let at = self.store.offset(partition, &topic)?;
+                Ok((topic, at))
+            })
+            .collect::<Result<Vec<_>, ProcessError>>()?;
+        let saved_clock = self
+            .store
+            .offset(partition, CLOCK_KEY)?
+            .map_or(EventTime::MIN, EventTime::from_millis);
+        let clock = if self.settings.event_clock {
+            saved_clock
+        } else {
+            saved_clock.max(now)
+        };
         self.partitions.insert(
             partition,
             PartitionInfo {
+                wheel: TimerWheel::default(),
                 next_seq,
                 loaded_until: EventTime::MIN,
-                clock: EventTime::MIN,
+                clock,
+                next_offsets: offsets
+                    .iter()
+                    .filter_map(|(t, o)| o.map(|o| (t.clone(), o)))
+                    .collect(),
             },
         );
-        self.refill(partition, now)?;
-        let offsets = [
-            crate::event::EventKind::PageVisit,
-            crate::event::EventKind::Email,
-            crate::event::EventKind::Form,
-            crate::event::EventKind::Purchase,
-        ]
-        .iter()
-        .map(|k| {
-            let topic = self.settings.topics.topic_of(*k).to_string();
-            let at = self.store.offset(partition, &topic)?;
-            Ok((topic, at))
-        })
-        .collect::<Result<Vec<_>, ProcessError>>()?;
+        if clock > EventTime::MIN {
+            self.refill(partition, clock)?;
+        }
         Ok((offsets, pending))
     }
 
-    /// Gives a partition up: its timers leave the wheel (its state stays on disk).
+    /// Gives a partition up: its timers leave memory (its state stays on disk).
     pub fn revoke(&mut self, partition: u32) {
         self.partitions.remove(&partition);
-        self.wheel.cancel_where(|k| k.partition == partition);
     }
 
+    /// Loads timers due before `now + horizon` from the index, if the wheel
+    /// holds less than half a horizon ahead of `now`.
     fn refill(&mut self, partition: u32, now: EventTime) -> Result<(), ProcessError> {
-        let until = now.plus_millis(self.settings.timer_horizon_ms);
+        let horizon = self.settings.timer_horizon_ms;
         let info = self
             .partitions
             .get_mut(&partition)
             .ok_or(ProcessError::NotAssigned(partition))?;
-        if info.loaded_until >= now.plus_millis(self.settings.timer_horizon_ms / 2) {
+        if info.loaded_until >= now.plus_millis(horizon / 2) {
             return Ok(());
         }
+        let from = info.loaded_until;
+        let until = now.plus_millis(horizon);
         info.loaded_until = until;
-        for row in self.store.timers_before(partition, until, usize::MAX)? {
-            self.wheel.insert(
-                TimerKey {
-                    partition,
-                    contact: row.contact,
-                    model: row.model,
-                },
-                row.due,
-            );
+        for row in self
+            .store
+            .timers_between(partition, from, until, usize::MAX)?
+        {
+            let key = TimerKey {
+                partition,
+                contact: row.contact,
+                model: row.model,
+            };
+            info.wheel.insert(key, row.due);
         }
         Ok(())
+    }
+
+    /// Decodes a record; in wall-clock mode an event further than the allowed
+    /// skew ahead of `now` is refused.
+    pub fn decode(&self, rec: &InputRecord, now: EventTime) -> Result<Event, DecodeError> {
+        let kind = self
+            .settings
+            .topics
+            .kind_of(&rec.topic)
+            .ok_or_else(|| DecodeError::UnknownTopic(rec.topic.clone()))?;
+        let payload = rec.payload.as_deref().unwrap_or_default();
+        let event = decode(kind, rec.key.as_deref(), payload)?;
+        if let (Some(skew), false) = (self.settings.max_clock_skew_ms, self.settings.event_clock) {
+            if event.occurred_at > now.plus_millis(skew) {
+                return Err(DecodeError::FutureTimestamp {
+                    occurred_at: event.occurred_at.to_rfc3339(),
+                    clock: now.to_rfc3339(),
+                    skew_ms: skew,
+                });
+            }
+        }
+        Ok(event)
     }
 
     /// Applies a batch of consumed records at wall-clock `now`.
@@ -192,27 +269,35 @@ impl<S: StateStore> Processor<S> {
         records: &[InputRecord],
         now: EventTime,
     ) -> Result<Vec<Outgoing>, ProcessError> {
-        let mut step = Step::new(self);
-        for rec in records {
-            step.record(rec, now)?;
+        let decoded: Vec<Decoded> = records
+            .iter()
+            .map(|r| (r.clone(), self.decode(r, now)))
+            .collect();
+        self.process_decoded(decoded, now)
+    }
+
+    /// Applies records already decoded, in order, in one state write.
+    pub fn process_decoded(
+        &mut self,
+        records: Vec<Decoded>,
+        now: EventTime,
+    ) -> Result<Vec<Outgoing>, ProcessError> {
+        let mut step = Step::new(self, now);
+        for (rec, event) in records {
+            step.record(rec, event, now)?;
         }
         step.commit()
     }
 
-    /// Fires every timer due at or before `now`, in time order.
+    /// Wall-clock mode: fires every timer due at or before `now`, in time
+    /// order. (With the event clock, timers fire as events advance the clock.)
     pub fn fire_due(&mut self, now: EventTime) -> Result<Vec<Outgoing>, ProcessError> {
-        let partitions: Vec<u32> = self.partitions.keys().copied().collect();
-        for partition in partitions {
-            self.refill(partition, now)?;
-        }
-        let mut polled = Vec::new();
-        self.wheel.poll(now, &mut polled);
-        let mut step = Step::new(self);
-        let mut due: BinaryHeap<Reverse<(EventTime, TimerKey)>> =
-            polled.into_iter().map(Reverse).collect();
-        while let Some(Reverse((at, key))) = due.pop() {
-            for (next, key) in step.fire(at, key, now)? {
-                due.push(Reverse((next, key)));
+        let mut step = Step::new(self, now);
+        if !step.p.settings.event_clock {
+            for partition in step.p.assigned() {
+                let info = step.p.partitions.get_mut(&partition).expect("assigned");
+                info.clock = info.clock.max(now);
+                step.advance(partition, now)?;
             }
         }
         step.commit()
@@ -229,7 +314,7 @@ impl<S: StateStore> Processor<S> {
 }
 
 impl<'p, S: StateStore> Step<'p, S> {
-    fn new(p: &'p mut Processor<S>) -> Self {
+    fn new(p: &'p mut Processor<S>, wall: EventTime) -> Self {
         Step {
             p,
             batch: Batch::default(),
@@ -237,23 +322,54 @@ impl<'p, S: StateStore> Step<'p, S> {
             seen: HashSet::new(),
             out: Vec::new(),
             fx: Effects::default(),
+            emitted_at: wall.to_rfc3339(),
         }
     }
 
-    fn record(&mut self, rec: &InputRecord, wall: EventTime) -> Result<(), ProcessError> {
-        let partition = rec.partition;
-        let info = self
-            .p
+    fn info(&mut self, partition: u32) -> Result<&mut PartitionInfo, ProcessError> {
+        self.p
             .partitions
             .get_mut(&partition)
-            .ok_or(ProcessError::NotAssigned(partition))?;
-        info.clock = info.clock.max(wall);
+            .ok_or(ProcessError::NotAssigned(partition))
+    }
+
+    fn record(
+        &mut self,
+        rec: InputRecord,
+        event: Result<Event, DecodeError>,
+        wall: EventTime,
+    ) -> Result<(), ProcessError> {
+        let partition = rec.partition;
+        let event_clock = self.p.settings.event_clock;
+        let info = self.info(partition)?;
+        if info
+            .next_offsets
+            .get(&rec.topic)
+            .is_some_and(|next| rec.offset < *next)
+        {
+            self.p.stats.redelivered += 1;
+            return Ok(());
+        }
+        info.next_offsets.insert(rec.topic.clone(), rec.offset + 1);
+        let target = match (&event, event_clock) {
+            (Ok(e), true) => e.occurred_at,
+            (Err(_), true) => info.clock,
+            (_, false) => wall,
+        };
+        let moved = target > info.clock;
+        info.clock = info.clock.max(target);
         let now = info.clock;
+        if moved {
+            self.batch.put_offset(partition, CLOCK_KEY, now.millis());
+            if event_clock {
+                self.advance(partition, now)?;
+            }
+        }
         self.p.stats.consumed += 1;
         self.batch.put_offset(partition, &rec.topic, rec.offset + 1);
-        let event = match self.decode(rec, now) {
+        let event = match event {
             Ok(event) => event,
-            Err(e) => return self.dead_letter(rec, &e),
+            Err(e) => return self.dead_letter(&rec, &e),
         };
         let contact = event.contact.0.clone();
         let d = digest(&event.id.0);
@@ -278,32 +394,33 @@ impl<'p, S: StateStore> Step<'p, S> {
         self.p
             .engine
             .apply_event(state, &event, &rec.topic, now, &mut self.fx);
-        self.effects(partition, &contact, &before, now)
+        self.effects(partition, &contact, &before)
     }
 
-    fn decode(
-        &self,
-        rec: &InputRecord,
-        now: EventTime,
-    ) -> Result<crate::event::Event, DecodeError> {
-        let kind = self
-            .p
-            .settings
-            .topics
-            .kind_of(&rec.topic)
-            .ok_or_else(|| DecodeError::UnknownTopic(rec.topic.clone()))?;
-        let payload = rec.payload.as_deref().unwrap_or_default();
-        let event = decode(kind, rec.key.as_deref(), payload)?;
-        if let Some(skew) = self.p.settings.max_clock_skew_ms {
-            if event.occurred_at > now.plus_millis(skew) {
-                return Err(DecodeError::FutureTimestamp {
-                    occurred_at: event.occurred_at.to_rfc3339(),
-                    clock: now.to_rfc3339(),
-                    skew_ms: skew,
-                });
-            }
+    /// Fires the timers of `partition` due at or before `now`, in time order,
+    /// including those the firing itself sets within that range.
+    fn advance(&mut self, partition: u32, now: EventTime) -> Result<(), ProcessError> {
+        let stale = {
+            let horizon = self.p.settings.timer_horizon_ms;
+            let info = self.info(partition)?;
+            info.loaded_until < now.plus_millis(horizon / 2)
+        };
+        if stale {
+            // The index must hold this step's timers before it is read.
+            self.flush()?;
+            self.p.refill(partition, now)?;
         }
-        Ok(event)
+        let mut polled = Vec::new();
+        let mut due = BinaryHeap::new();
+        loop {
+            // Newly due timers (set by a firing) join those polled before.
+            self.info(partition)?.wheel.poll(now, &mut polled);
+            due.extend(polled.drain(..).map(Reverse));
+            let Some(Reverse((at, key))) = due.pop() else {
+                return Ok(());
+            };
+            self.fire(at, key)?;
+        }
     }
 
     fn dead_letter(&mut self, rec: &InputRecord, e: &DecodeError) -> Result<(), ProcessError> {
@@ -335,13 +452,8 @@ impl<'p, S: StateStore> Step<'p, S> {
         self.push(rec.partition, entry)
     }
 
-    /// Fires one timer; returns timers it set that are already due.
-    fn fire(
-        &mut self,
-        at: EventTime,
-        key: TimerKey,
-        now: EventTime,
-    ) -> Result<Vec<(EventTime, TimerKey)>, ProcessError> {
+    /// Fires one timer.
+    fn fire(&mut self, at: EventTime, key: TimerKey) -> Result<(), ProcessError> {
         let row = TimerRow {
             partition: key.partition,
             due: at,
@@ -357,36 +469,16 @@ impl<'p, S: StateStore> Step<'p, S> {
             key.partition,
             &key.contact,
         )?;
-        let before = next_dues(state);
+        let mut before = next_dues(state);
         self.fx.clear();
         self.p
             .engine
             .fire(state, key.model as usize, at, &mut self.fx);
         // The fired row is gone already; don't delete it twice.
-        let mut before = before;
         if let Some(b) = before.get_mut(key.model as usize) {
             *b = None;
         }
-        let due_now = self
-            .fx
-            .timers
-            .iter()
-            .filter_map(|t| t.due.filter(|d| *d <= now).map(|d| (d, t.model)))
-            .collect::<Vec<_>>();
-        self.effects(key.partition, &key.contact, &before, now)?;
-        Ok(due_now
-            .into_iter()
-            .map(|(d, m)| {
-                (
-                    d,
-                    TimerKey {
-                        partition: key.partition,
-                        contact: key.contact.clone(),
-                        model: m as u16,
-                    },
-                )
-            })
-            .collect())
+        self.effects(key.partition, &key.contact, &before)
     }
 
     /// Turns the engine's effects into outbox entries, index rows and wheel updates.
@@ -395,13 +487,13 @@ impl<'p, S: StateStore> Step<'p, S> {
         partition: u32,
         contact: &str,
         before: &[Option<EventTime>],
-        now: EventTime,
     ) -> Result<(), ProcessError> {
         let changes: Vec<TierChange> = std::mem::take(&mut self.fx.changes);
         for change in &changes {
             self.p.stats.tier_changes += 1;
-            let payload =
-                serde_json::to_vec(&self.p.engine.output(contact, change)).unwrap_or_default();
+            let mut event = self.p.engine.output(contact, change);
+            event.emitted_at = Some(self.emitted_at.clone());
+            let payload = serde_json::to_vec(&event).unwrap_or_default();
             let entry = OutboxEntry {
                 topic: self.p.settings.output_topic.clone(),
                 key: Some(contact.as_bytes().to_vec()),
@@ -410,42 +502,32 @@ impl<'p, S: StateStore> Step<'p, S> {
             };
             self.push(partition, entry)?;
         }
-        let loaded_until = self
-            .p
-            .partitions
-            .get(&partition)
-            .map_or(EventTime::MIN, |i| i.loaded_until);
-        for t in std::mem::take(&mut self.fx.timers) {
+        let timers = std::mem::take(&mut self.fx.timers);
+        for t in timers {
             let model = t.model as u16;
+            let row = |due| TimerRow {
+                partition,
+                due,
+                model,
+                contact: contact.to_string(),
+            };
             if let Some(old) = before.get(t.model).copied().flatten() {
-                self.batch.delete_timer(&TimerRow {
-                    partition,
-                    due: old,
-                    model,
-                    contact: contact.to_string(),
-                });
+                self.batch.delete_timer(&row(old));
+            }
+            if let Some(due) = t.due {
+                self.batch.put_timer(&row(due));
             }
             let key = TimerKey {
                 partition,
                 contact: contact.to_string(),
                 model,
             };
+            let info = self.info(partition)?;
             match t.due {
-                Some(due) => {
-                    self.batch.put_timer(&TimerRow {
-                        partition,
-                        due,
-                        model,
-                        contact: contact.to_string(),
-                    });
-                    if due < loaded_until && due > now {
-                        self.p.wheel.insert(key, due);
-                    } else {
-                        self.p.wheel.cancel(&key);
-                    }
-                }
-                None => {
-                    self.p.wheel.cancel(&key);
+                // Later ones are loaded from the index when their time nears.
+                Some(due) if due < info.loaded_until => info.wheel.insert(key, due),
+                _ => {
+                    info.wheel.cancel(&key);
                 }
             }
         }
@@ -453,11 +535,7 @@ impl<'p, S: StateStore> Step<'p, S> {
     }
 
     fn push(&mut self, partition: u32, entry: OutboxEntry) -> Result<(), ProcessError> {
-        let info = self
-            .p
-            .partitions
-            .get_mut(&partition)
-            .ok_or(ProcessError::NotAssigned(partition))?;
+        let info = self.info(partition)?;
         let seq = info.next_seq;
         info.next_seq += 1;
         self.batch.put_outbox(partition, seq, &entry);
@@ -465,13 +543,20 @@ impl<'p, S: StateStore> Step<'p, S> {
         Ok(())
     }
 
-    fn commit(mut self) -> Result<Vec<Outgoing>, ProcessError> {
+    /// Writes what the step changed so far (a consistent cut: the offsets
+    /// written are those of the records whose effects are written).
+    fn flush(&mut self) -> Result<(), ProcessError> {
         for ((partition, contact), state) in &self.contacts {
             self.batch.put_contact(*partition, contact, state);
         }
         if !self.batch.is_empty() {
             self.p.store.commit(std::mem::take(&mut self.batch))?;
         }
+        Ok(())
+    }
+
+    fn commit(mut self) -> Result<Vec<Outgoing>, ProcessError> {
+        self.flush()?;
         Ok(self.out)
     }
 }

@@ -22,6 +22,14 @@ fn walkthrough() -> std::path::PathBuf {
 }
 
 fn processor(store: Arc<MemStateStore>, skew: Option<i64>) -> Processor<MemStateStore> {
+    with_clock(store, skew, false)
+}
+
+fn with_clock(
+    store: Arc<MemStateStore>,
+    skew: Option<i64>,
+    event_clock: bool,
+) -> Processor<MemStateStore> {
     let rules = RuleSet::load(&walkthrough().join("rules.toml")).unwrap();
     let settings = ProcessorSettings {
         topics: TopicMap::default(),
@@ -30,6 +38,7 @@ fn processor(store: Arc<MemStateStore>, skew: Option<i64>) -> Processor<MemState
         max_clock_skew_ms: skew,
         dedupe_window_ms: 30 * DAY,
         timer_horizon_ms: 3_600_000,
+        event_clock,
     };
     Processor::new(Engine::new(rules, 30 * DAY), store, settings)
 }
@@ -118,6 +127,70 @@ fn the_processor_gives_what_replay_gives() {
     }
 }
 
+fn expected() -> Vec<Value> {
+    std::fs::read_to_string(walkthrough().join("expected.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_event_clock_fires_timers_before_each_event_as_replay_does() {
+    let store = Arc::new(MemStateStore::default());
+    let recs = records();
+    let last = recs.iter().filter_map(occurred_at).max().unwrap();
+    let wall = EventTime::parse_rfc3339("2030-01-01T00:00:00Z").unwrap();
+    let mut p = with_clock(store.clone(), Some(60_000), true);
+    p.assign(0, wall).unwrap();
+    // Split in two batches, with a restart between: the clock is persisted.
+    let mut out = p.process(&recs[..6], wall).unwrap();
+    drop(p);
+    let mut q = with_clock(store, Some(60_000), true);
+    q.assign(0, wall).unwrap();
+    assert!(q.clock(0).unwrap() < last, "event time, not wall time");
+    out.extend(q.process(&recs[6..], wall).unwrap());
+    assert_eq!(q.clock(0), Some(last));
+    let got = changes(&out);
+    let want: Vec<Value> = expected()
+        .into_iter()
+        .filter(|e| EventTime::parse_rfc3339(e["at"].as_str().unwrap()).unwrap() <= last)
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+    for (g, e) in got.iter().zip(&want) {
+        for f in ["contact_id", "model", "from_tier", "to_tier", "cause", "at"] {
+            assert_eq!(g[f], e[f], "{g} vs {e}");
+        }
+        assert_eq!(g["emitted_at"], "2030-01-01T00:00:00.000Z");
+    }
+    assert!(
+        out.iter().all(|(_, _, e)| e.topic != "lead-score-dlq"
+            || !e.headers.iter().any(|(_, v)| v == b"future_timestamp")),
+        "no skew check against event time"
+    );
+}
+
+#[test]
+fn records_at_offsets_already_applied_are_skipped() {
+    let store = Arc::new(MemStateStore::default());
+    let now = EventTime::parse_rfc3339("2026-03-05T00:00:00Z").unwrap();
+    let recs = records();
+    let mut p = processor(store.clone(), None);
+    p.assign(0, now).unwrap();
+    p.process(&recs[..3], now).unwrap();
+    drop(p);
+    let before = store.contact(0, "w-dog").unwrap();
+    let mut q = processor(store.clone(), None);
+    q.assign(0, now).unwrap();
+    // The broker redelivers from an older position (e.g. Kafka's committed offset).
+    let out = q.process(&recs[..3], now).unwrap();
+    assert!(out.is_empty());
+    assert_eq!(q.stats.redelivered, 3);
+    assert_eq!(q.stats.duplicates, 0, "skipped by offset, before dedupe");
+    assert_eq!(store.contact(0, "w-dog").unwrap(), before);
+}
+
 #[test]
 fn bad_records_go_to_the_dead_letter_topic_with_headers() {
     let store = Arc::new(MemStateStore::default());
@@ -180,15 +253,19 @@ fn future_events_are_dead_lettered_in_wall_clock_mode() {
 fn duplicates_are_skipped_across_batches_and_restarts() {
     let store = Arc::new(MemStateStore::default());
     let now = EventTime::parse_rfc3339("2026-03-05T00:00:00Z").unwrap();
-    let pricing = records()[1].clone();
+    // The same event re-sent by its producer: new offsets, same event_id.
+    let resent = |offset: i64| InputRecord {
+        offset,
+        ..records()[1].clone()
+    };
     let mut p = processor(store.clone(), None);
     p.assign(0, now).unwrap();
-    p.process(&[pricing.clone(), pricing.clone()], now).unwrap();
-    p.process(std::slice::from_ref(&pricing), now).unwrap();
+    p.process(&[resent(100), resent(101)], now).unwrap();
+    p.process(&[resent(102)], now).unwrap();
     assert_eq!(p.stats.duplicates, 2);
     let mut again = processor(store.clone(), None);
     again.assign(0, now).unwrap();
-    again.process(&[pricing], now).unwrap();
+    again.process(&[resent(103)], now).unwrap();
     assert_eq!(again.stats.duplicates, 1);
     let state = store.contact(0, "w-dog").unwrap().unwrap();
     assert_eq!(

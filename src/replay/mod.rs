@@ -288,29 +288,13 @@ impl<W: Write> Replayer<W> {
         let Some(now) = self.clock else { return Ok(()) };
         let mut order: Vec<&Slot> = self.contacts.iter().collect();
         order.sort_by(|a, b| a.name.cmp(&b.name));
-        let models = &self.engine.rules().models;
-        let mut by_name: Vec<usize> = (0..models.len()).collect();
-        by_name.sort_by(|a, b| models[*a].name.cmp(&models[*b].name));
         for Slot {
             name: contact,
             state,
             ..
         } in order
         {
-            for &m in &by_name {
-                let c = self.engine.components(state, m, now);
-                let line = ScoreLine {
-                    contact_id: contact,
-                    model: &models[m].name,
-                    score: round2(c.score),
-                    fit: round2(c.fit),
-                    engagement: round2(c.engagement),
-                    penalty: round2(c.penalty),
-                    tier: &models[m].tiers[state.models[m].tier].name,
-                };
-                serde_json::to_writer(&mut *out, &line)?;
-                out.write_all(b"\n")?;
-            }
+            write_score_lines(&self.engine, contact, state, now, out)?;
         }
         Ok(())
     }
@@ -421,4 +405,32 @@ fn write_reject(out: &mut impl Write, line: u64, e: &DecodeError) -> io::Result<
         },
     )?;
     out.write_all(b"\n")
+}
+
+/// Writes the `--scores-out` lines of one contact at `now`, models by name.
+pub fn write_score_lines(
+    engine: &Engine,
+    contact: &str,
+    state: &ContactState,
+    now: EventTime,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let models = &engine.rules().models;
+    let mut by_name: Vec<usize> = (0..models.len()).collect();
+    by_name.sort_by(|a, b| models[*a].name.cmp(&models[*b].name));
+    for m in by_name {
+        let c = engine.components(state, m, now);
+        let line = ScoreLine {
+            contact_id: contact,
+            model: &models[m].name,
+            score: round2(c.score),
+            fit: round2(c.fit),
+            engagement: round2(c.engagement),
+            penalty: round2(c.penalty),
+            tier: &models[m].tiers[state.models[m].tier].name,
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
 }

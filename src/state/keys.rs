@@ -31,6 +31,13 @@ pub fn contact_key(partition: u32, contact: &str) -> Vec<u8> {
     k
 }
 
+/// (partition, contact id) of a contact key.
+pub fn parse_contact_key(k: &[u8]) -> Option<(u32, String)> {
+    let partition = u32::from_be_bytes(k.get(..4)?.try_into().ok()?);
+    let contact = String::from_utf8(k[4..].to_vec()).ok()?;
+    Some((partition, contact))
+}
+
 /// Event time as an unsigned big-endian number that sorts like the time.
 fn due_bytes(due: EventTime) -> [u8; 8] {
     ((due.millis() as u64) ^ (1 << 63)).to_be_bytes()
@@ -45,11 +52,14 @@ pub fn timer_key(partition: u32, due: EventTime, model: u16, contact: &str) -> V
     k
 }
 
-/// The timers of `partition` due before `until` are the keys in [start, end).
-pub fn timer_range(partition: u32, until: EventTime) -> (Vec<u8>, Vec<u8>) {
-    let mut end = partition.to_be_bytes().to_vec();
-    end.extend_from_slice(&due_bytes(until));
-    (partition.to_be_bytes().to_vec(), end)
+/// The timers of `partition` due in `[from, until)` are the keys in [start, end).
+pub fn timer_range(partition: u32, from: EventTime, until: EventTime) -> (Vec<u8>, Vec<u8>) {
+    let bound = |t: EventTime| {
+        let mut k = partition.to_be_bytes().to_vec();
+        k.extend_from_slice(&due_bytes(t));
+        k
+    };
+    (bound(from), bound(until))
 }
 
 /// (partition, due, model, contact) of a timer key.
@@ -109,7 +119,7 @@ mod tests {
             parse_timer_key(&b),
             Some((1, EventTime::from_millis(3), 0, "aa".into()))
         );
-        let (start, end) = timer_range(1, EventTime::from_millis(3));
+        let (start, end) = timer_range(1, EventTime::MIN, EventTime::from_millis(3));
         assert!(start.as_slice() <= a.as_slice() && a < end && b >= end);
     }
 

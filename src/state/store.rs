@@ -209,7 +209,18 @@ pub trait StateStore: Send + Sync {
         until: EventTime,
         limit: usize,
     ) -> Result<Vec<TimerRow>, StoreError> {
-        let (start, end) = keys::timer_range(partition, until);
+        self.timers_between(partition, EventTime::MIN, until, limit)
+    }
+
+    /// Timers of `partition` due in `[from, until)`, earliest first.
+    fn timers_between(
+        &self,
+        partition: u32,
+        from: EventTime,
+        until: EventTime,
+        limit: usize,
+    ) -> Result<Vec<TimerRow>, StoreError> {
+        let (start, end) = keys::timer_range(partition, from, until);
         self.scan(Family::Timers, &start, &end, limit)?
             .into_iter()
             .map(|(k, _)| {

@@ -1,0 +1,229 @@
+//! librdkafka adapters: client settings, the consumer context that resumes
+//! partitions from the offsets in the state store, and the producer context
+//! that reports deliveries. Callbacks run inside `poll` on the processing
+//! thread, never on the tokio runtime.
+
+use std::sync::{Arc, Mutex};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::ProducerContext;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::state::StateStore;
+
+/// Settings of the consumer; `kafka.consumer` entries override them.
+pub fn consumer_config(config: &Config, brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("group.id", &config.kafka.group_id)
+        // Offsets live in the state store; Kafka gets them for lag only.
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        // Co-partitioned input topics: partition N of every topic together.
+        .set("partition.assignment.strategy", "range")
+        // Brokers that hold a fetch for the full wait (Tansu) would add
+        // 500 ms of latency at librdkafka's default.
+        .set("fetch.wait.max.ms", "20")
+        .set("fetch.queue.backoff.ms", "20");
+    for (k, v) in &config.kafka.consumer {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Settings of the producer; `kafka.producer` entries override them.
+pub fn producer_config(config: &Config, brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        // Retries keep order and never duplicate within a session.
+        .set("enable.idempotence", "true")
+        // Never give up on a message while the broker is away: it stays in
+        // the outbox until acknowledged.
+        .set("message.timeout.ms", "0")
+        .set("linger.ms", "5");
+    for (k, v) in &config.kafka.producer {
+        c.set(k, v);
+    }
+    c
+}
+
+fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => error!(facility, "librdkafka: {message}"),
+        RDKafkaLogLevel::Warning => warn!(facility, "librdkafka: {message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => info!(facility, "librdkafka: {message}"),
+        RDKafkaLogLevel::Debug => debug!(facility, "librdkafka: {message}"),
+    }
+}
+
+fn client_error(error: &KafkaError, reason: &str) {
+    // librdkafka keeps reconnecting on its own; say so, don't exit.
+    warn!(%error, "kafka: {reason} (retrying with backoff)");
+}
+
+/// A partition change seen by the consumer, handled by the processing loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rebalance {
+    Assigned(Vec<u32>),
+    Revoked(Vec<u32>),
+    /// The offsets could not be read from the store: stop.
+    Failed(String),
+}
+
+/// Consumer callbacks: on assignment, every input topic-partition starts
+/// at the offset stored with the state it produced.
+pub struct ConsumerCtx<S: StateStore> {
+    store: Arc<S>,
+    events: Mutex<Vec<Rebalance>>,
+}
+
+impl<S: StateStore> ConsumerCtx<S> {
+    pub fn new(store: Arc<S>) -> Self {
+        ConsumerCtx {
+            store,
+            events: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The partition changes since the last call.
+    pub fn take_events(&self) -> Vec<Rebalance> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn push(&self, event: Rebalance) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(event);
+    }
+
+    fn partitions(tpl: &TopicPartitionList) -> Vec<u32> {
+        let mut ps: Vec<u32> = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| u32::try_from(e.partition()).ok())
+            .collect();
+        ps.sort_unstable();
+        ps.dedup();
+        ps
+    }
+
+    /// Sets each topic-partition's start to its stored offset.
+    fn resume_points(&self, tpl: &mut TopicPartitionList) -> Result<(), String> {
+        let targets: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        for (topic, partition) in targets {
+            let p = u32::try_from(partition).map_err(|_| format!("partition {partition}"))?;
+            let stored = self
+                .store
+                .offset(p, &topic)
+                .map_err(|e| format!("{topic}/{partition}: {e}"))?;
+            if let Some(next) = stored {
+                tpl.set_partition_offset(&topic, partition, Offset::Offset(next))
+                    .map_err(|e| format!("{topic}/{partition}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<S: StateStore> ClientContext for ConsumerCtx<S> {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_librdkafka(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        client_error(&error, reason);
+    }
+}
+
+impl<S: StateStore> ConsumerContext for ConsumerCtx<S> {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let span = tracing::info_span!("rebalance");
+        let _enter = span.enter();
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(e) = self.resume_points(tpl) {
+                    error!("cannot read stored offsets: {e}");
+                    self.push(Rebalance::Failed(e));
+                    return;
+                }
+                info!(partitions = ?Self::partitions(tpl), "assigned");
+                if let Err(e) = consumer.assign(tpl) {
+                    error!("assign failed: {e}");
+                }
+                self.push(Rebalance::Assigned(Self::partitions(tpl)));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                info!(partitions = ?Self::partitions(tpl), "revoked");
+                self.push(Rebalance::Revoked(Self::partitions(tpl)));
+                if let Err(e) = consumer.unassign() {
+                    error!("unassign failed: {e}");
+                }
+            }
+            other => {
+                error!(?other, "rebalance error");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+/// One acknowledged (or failed) outbox entry: (partition, seq).
+pub type Delivery = ((u32, u64), Result<(), String>);
+
+/// Producer callbacks: deliveries are queued for the processing loop.
+#[derive(Default)]
+pub struct ProducerCtx {
+    acks: Mutex<Vec<Delivery>>,
+}
+
+impl ProducerCtx {
+    pub fn take_acks(&self, into: &mut Vec<Delivery>) {
+        into.append(&mut self.acks.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+impl ClientContext for ProducerCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_librdkafka(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        client_error(&error, reason);
+    }
+}
+
+impl ProducerContext for ProducerCtx {
+    type DeliveryOpaque = Box<(u32, u64)>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, id: Self::DeliveryOpaque) {
+        let outcome = match result {
+            Ok(_) => Ok(()),
+            Err((e, _)) => Err(e.to_string()),
+        };
+        self.acks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((*id, outcome));
+    }
+}

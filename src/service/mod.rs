@@ -1,0 +1,509 @@
+//! `leadscore run`: the live service (SPEC §7).
+//!
+//! One processing thread owns the consumer, the processor (and through it
+//! the RocksDB store) and the producer. It polls records, decodes them,
+//! batches them (`batch.max_events` / `batch.max_wait`; in event-clock mode
+//! after merging the input topics by `occurred_at`), applies each batch in
+//! one state write together with the offsets consumed, then hands the
+//! outbox entries to the idempotent producer and deletes them from the
+//! outbox once acknowledged. Rebalance callbacks run inside `poll` on this
+//! thread, so they never block the tokio runtime. A stop request finishes
+//! the batch, drains the outbox and commits.
+
+pub mod embedded;
+pub mod kafka;
+pub mod merge;
+pub mod produce;
+pub mod scores;
+pub mod sink;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::BaseProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::{info, info_span, warn};
+
+use crate::config::{ClockMode, Config};
+use crate::event::{EventKind, TopicMap};
+use crate::processor::{Decoded, InputRecord, Processor, ProcessorSettings};
+use crate::rules::RuleSet;
+use crate::scoring::Engine;
+use crate::state::RocksStateStore;
+use crate::time::EventTime;
+
+use kafka::{ConsumerCtx, ProducerCtx, Rebalance};
+use merge::Merger;
+use sink::Sink;
+
+/// How long shutdown waits for the broker to acknowledge pending output.
+const DRAIN_LIMIT: Duration = Duration::from_secs(20);
+/// How far ahead the timer wheel is filled from the timer index.
+const TIMER_HORIZON_MS: i64 = 3_600_000;
+/// How often a progress line is logged.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Counts at exit.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    pub consumed: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub tier_changes: u64,
+    pub published: u64,
+    /// Outbox entries still unacknowledged at exit (published on next start).
+    pub outbox_left: usize,
+}
+
+/// The wall clock as an event time.
+pub fn wall_now() -> EventTime {
+    EventTime::from_millis(chrono::Utc::now().timestamp_millis())
+}
+
+/// The topic map of the configured input topics.
+pub fn topic_map(config: &Config) -> TopicMap {
+    let t = &config.topics;
+    TopicMap::new(&t.page_visits, &t.email, &t.forms, &t.purchases)
+}
+
+pub fn processor_settings(config: &Config) -> ProcessorSettings {
+    let event_clock = config.clock == ClockMode::Event;
+    ProcessorSettings {
+        topics: topic_map(config),
+        output_topic: config.topics.output.clone(),
+        dead_letter_topic: config.topics.dead_letter.clone(),
+        max_clock_skew_ms: (!event_clock).then_some(config.max_clock_skew.as_millis() as i64),
+        dedupe_window_ms: config.dedupe_window.as_millis() as i64,
+        timer_horizon_ms: TIMER_HORIZON_MS,
+        event_clock,
+    }
+}
+
+/// `leadscore run`: starts the embedded broker when none is configured,
+/// stops on SIGTERM/SIGINT (or after `idle_exit` without input), and runs
+/// the service on a blocking thread of a tokio runtime. `on_start` gets the
+/// bootstrap servers once known and the stop flag (demo feeds traffic and
+/// stops the service with them).
+pub fn serve(
+    config: Config,
+    rules: RuleSet,
+    idle_exit: Option<Duration>,
+    on_start: impl FnOnce(&str, Arc<AtomicBool>),
+) -> anyhow::Result<RunReport> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    runtime.spawn(stop_on_signal(stop.clone()));
+    let embedded = if config.embedded_broker() {
+        let t = &config.topics;
+        let topics = [
+            &t.page_visits,
+            &t.email,
+            &t.forms,
+            &t.purchases,
+            &t.output,
+            &t.dead_letter,
+        ]
+        .map(|s| s.to_string());
+        let broker = embedded::EmbeddedBroker::start(&topics, embedded::PARTITIONS)?;
+        print_embedded_banner(broker.bootstrap(), &topics);
+        Some(broker)
+    } else {
+        None
+    };
+    let brokers = embedded
+        .as_ref()
+        .map_or(config.kafka.brokers.clone(), |b| b.bootstrap().to_string());
+    on_start(&brokers, stop.clone());
+    let report = runtime.block_on(async move {
+        tokio::task::spawn_blocking(move || run(&config, rules, &brokers, &stop, idle_exit))
+            .await
+            .context("the processing thread panicked")?
+    });
+    drop(embedded);
+    report
+}
+
+async fn stop_on_signal(stop: Arc<AtomicBool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+    stop.store(true, Ordering::Relaxed);
+}
+
+fn print_embedded_banner(bootstrap: &str, topics: &[String; 6]) {
+    println!("leadscore: no kafka.brokers configured; embedded Kafka broker at {bootstrap}");
+    println!(
+        "  input topics: {} ({} partitions each); output: {}; dead letters: {}",
+        topics[..4].join(", "),
+        embedded::PARTITIONS,
+        topics[4],
+        topics[5]
+    );
+    println!(
+        "  produce events:  leadscore produce --brokers {bootstrap} --file examples/events.jsonl"
+    );
+    println!(
+        "  or with kcat:    kcat -P -b {bootstrap} -t {} -k c-1  (one JSON event per line)",
+        topics[0]
+    );
+    println!(
+        "  read tier changes: kcat -C -b {bootstrap} -t {}",
+        topics[4]
+    );
+}
+
+/// Runs the service against `brokers` until `stop` is set (or, with
+/// `idle_exit`, until no input arrived for that long).
+pub fn run(
+    config: &Config,
+    rules: RuleSet,
+    brokers: &str,
+    stop: &AtomicBool,
+    idle_exit: Option<Duration>,
+) -> anyhow::Result<RunReport> {
+    let store = Arc::new(
+        RocksStateStore::open(&config.state.dir, config.memory_budget())
+            .with_context(|| format!("opening state in {}", config.state.dir.display()))?,
+    );
+    let settings = processor_settings(config);
+    let topics = settings.topics.clone();
+    let engine = Engine::new(rules, settings.dedupe_window_ms);
+    let processor = Processor::new(engine, store.clone(), settings);
+
+    let consumer: BaseConsumer<ConsumerCtx<RocksStateStore>> =
+        kafka::consumer_config(config, brokers)
+            .create_with_context(ConsumerCtx::new(store.clone()))
+            .context("creating the Kafka consumer")?;
+    let inputs: Vec<String> = EventKind::ALL
+        .iter()
+        .map(|k| topics.topic_of(*k).to_string())
+        .collect();
+    let names: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&names)
+        .context("subscribing to the input topics")?;
+    let producer: BaseProducer<ProducerCtx> = kafka::producer_config(config, brokers)
+        .create_with_context(ProducerCtx::default())
+        .context("creating the Kafka producer")?;
+    info!(
+        brokers,
+        group = %config.kafka.group_id,
+        clock = ?config.clock,
+        state = %config.state.dir.display(),
+        "consuming {}",
+        inputs.join(", ")
+    );
+
+    let mut service = Service {
+        config,
+        processor,
+        consumer,
+        sink: Sink::new(producer),
+        merger: (config.clock == ClockMode::Event)
+            .then(|| Merger::new(inputs.clone(), config.max_task_idle)),
+        batch: Vec::new(),
+        batch_started: None,
+        paused: Vec::new(),
+        last_input: Instant::now(),
+    };
+    service.run(stop, idle_exit)
+}
+
+struct Service<'c> {
+    config: &'c Config,
+    processor: Processor<RocksStateStore>,
+    consumer: BaseConsumer<ConsumerCtx<RocksStateStore>>,
+    sink: Sink,
+    merger: Option<Merger>,
+    batch: Vec<Decoded>,
+    batch_started: Option<Instant>,
+    /// Topic-partitions paused because the merge holds too many of their records.
+    paused: Vec<(String, u32)>,
+    /// When a record last arrived (or partitions were last assigned).
+    last_input: Instant,
+}
+
+impl Service<'_> {
+    fn run(&mut self, stop: &AtomicBool, idle_exit: Option<Duration>) -> anyhow::Result<RunReport> {
+        let mut last_progress = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if idle_exit.is_some_and(|idle| self.idle_for(idle)) {
+                info!("no input for the idle-exit time: stopping");
+                break;
+            }
+            if self.sink.backlogged() {
+                // The broker is behind: publish before taking more input.
+                let done = self.sink.poll(Duration::from_millis(50));
+                self.processor.published(&done)?;
+                continue;
+            }
+            let timeout = self.poll_timeout();
+            match self.consumer.poll(timeout) {
+                Some(Ok(msg)) => {
+                    let rec = InputRecord {
+                        topic: msg.topic().to_string(),
+                        partition: u32::try_from(msg.partition()).unwrap_or_default(),
+                        offset: msg.offset(),
+                        key: msg.key().map(<[u8]>::to_vec),
+                        payload: msg.payload().map(<[u8]>::to_vec),
+                    };
+                    drop(msg);
+                    self.last_input = Instant::now();
+                    self.take(rec);
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                Some(Err(e)) => warn!("consume: {e} (retrying)"),
+            }
+            self.rebalances()?;
+            self.release();
+            self.step(false)?;
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = Instant::now();
+                let s = &self.processor.stats;
+                info!(
+                    consumed = s.consumed,
+                    tier_changes = s.tier_changes,
+                    duplicates = s.duplicates,
+                    rejected = s.rejected.values().sum::<u64>(),
+                    outbox_pending = self.sink.pending(),
+                    timers_loaded = self.processor.timers_loaded(),
+                    "progress"
+                );
+            }
+        }
+        self.shutdown()
+    }
+
+    /// Caught up: partitions held, nothing arrived for `idle`, nothing pending.
+    fn idle_for(&self, idle: Duration) -> bool {
+        !self.processor.assigned().is_empty()
+            && self.last_input.elapsed() >= idle
+            && self.batch.is_empty()
+            && self.merger.as_ref().is_none_or(Merger::is_empty)
+            && self.sink.pending() == 0
+    }
+
+    /// A consumed record joins the batch (through the merge with the event clock).
+    fn take(&mut self, rec: InputRecord) {
+        let now = self
+            .processor
+            .clock(rec.partition)
+            .unwrap_or(EventTime::MIN)
+            .max(wall_now());
+        let event = self.processor.decode(&rec, now);
+        let (topic, partition) = (rec.topic.clone(), rec.partition);
+        let direct = match &mut self.merger {
+            Some(m) => m.push((rec, event)),
+            None => Some((rec, event)),
+        };
+        if let Some(item) = direct {
+            self.batch.push(item);
+            self.batch_started.get_or_insert_with(Instant::now);
+        }
+        if let Some(m) = &self.merger {
+            if m.queued(&topic, partition) >= merge::PAUSE_AT
+                && !self.paused.contains(&(topic.clone(), partition))
+            {
+                self.set_paused(&topic, partition, true);
+                self.paused.push((topic, partition));
+            }
+        }
+    }
+
+    fn set_paused(&self, topic: &str, partition: u32, pause: bool) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition as i32);
+        let result = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        if let Err(e) = result {
+            warn!(topic, partition, "pause/resume: {e}");
+        }
+    }
+
+    /// Event clock: moves merged records that may go into the batch.
+    fn release(&mut self) {
+        let Some(m) = &mut self.merger else { return };
+        let before = self.batch.len();
+        m.pop_ready(Instant::now(), &mut self.batch);
+        if self.batch.len() > before {
+            self.batch_started.get_or_insert_with(Instant::now);
+        }
+        let merger = &*m;
+        let resumable: Vec<(String, u32)> = self
+            .paused
+            .iter()
+            .filter(|(t, p)| merger.queued(t, *p) <= merge::RESUME_AT)
+            .cloned()
+            .collect();
+        for (t, p) in resumable {
+            self.set_paused(&t, p, false);
+            self.paused.retain(|x| *x != (t.clone(), p));
+        }
+    }
+
+    fn poll_timeout(&self) -> Duration {
+        let mut timeout = Duration::from_millis(100);
+        if let Some(started) = self.batch_started {
+            timeout = timeout.min(self.config.batch.max_wait.saturating_sub(started.elapsed()));
+        }
+        if let Some(release) = self.merger.as_ref().and_then(Merger::next_release) {
+            timeout = timeout.min(release.saturating_duration_since(Instant::now()));
+        }
+        if self.merger.is_none() {
+            if let Some(due) = self.processor.next_due() {
+                let ms = due.millis().saturating_sub(wall_now().millis()).max(0);
+                timeout = timeout.min(Duration::from_millis(ms as u64));
+            }
+        }
+        if self.sink.pending() > 0 {
+            timeout = timeout.min(Duration::from_millis(10));
+        }
+        timeout
+    }
+
+    /// Applies the batch when full or old enough (or `force`), fires due
+    /// timers (wall clock) and serves delivery reports.
+    fn step(&mut self, force: bool) -> anyhow::Result<()> {
+        let full = self.batch.len() >= self.config.batch.max_events;
+        let old = self
+            .batch_started
+            .is_some_and(|s| s.elapsed() >= self.config.batch.max_wait);
+        if !self.batch.is_empty() && (full || old || force) {
+            self.apply_batch()?;
+        }
+        if self.merger.is_none() {
+            let now = wall_now();
+            if self.processor.next_due().is_some_and(|d| d <= now) {
+                let out = self.processor.fire_due(now)?;
+                self.sink.send(out);
+            }
+        }
+        let done = self.sink.poll(Duration::ZERO);
+        self.processor.published(&done)?;
+        Ok(())
+    }
+
+    fn apply_batch(&mut self) -> anyhow::Result<()> {
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_started = None;
+        let span = info_span!("batch", records = batch.len());
+        let _enter = span.enter();
+        let mut next: BTreeMap<(String, u32), i64> = BTreeMap::new();
+        for (rec, _) in &batch {
+            let e = next.entry((rec.topic.clone(), rec.partition)).or_default();
+            *e = (*e).max(rec.offset + 1);
+        }
+        let out = self
+            .processor
+            .process_decoded(batch, wall_now())
+            .context("applying a batch to the state store")?;
+        self.sink.send(out);
+        // For lag monitoring only: the store holds the offsets that count.
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            let _ = tpl.add_partition_offset(&topic, partition as i32, Offset::Offset(offset));
+        }
+        if let Err(e) = self.consumer.store_offsets(&tpl) {
+            warn!("storing offsets for commit: {e}");
+        }
+        Ok(())
+    }
+
+    /// Applies partition changes reported by the consumer callbacks.
+    fn rebalances(&mut self) -> anyhow::Result<()> {
+        let events = self.consumer.context().take_events();
+        if events.is_empty() {
+            return Ok(());
+        }
+        // Records already taken belong to the partitions held until now.
+        if !self.batch.is_empty() {
+            self.apply_batch()?;
+        }
+        for event in events {
+            match event {
+                Rebalance::Assigned(partitions) => {
+                    self.last_input = Instant::now();
+                    let now = wall_now();
+                    for p in partitions {
+                        let (_, pending) = self
+                            .processor
+                            .assign(p, now)
+                            .with_context(|| format!("loading partition {p}"))?;
+                        if !pending.is_empty() {
+                            info!(partition = p, entries = pending.len(), "re-sending outbox");
+                        }
+                        self.sink.send(pending);
+                    }
+                    info!(
+                        partitions = ?self.processor.assigned(),
+                        timers_loaded = self.processor.timers_loaded(),
+                        "ready"
+                    );
+                }
+                Rebalance::Revoked(partitions) => {
+                    for p in partitions {
+                        self.processor.revoke(p);
+                        if let Some(m) = &mut self.merger {
+                            m.drop_partition(p);
+                        }
+                        self.paused.retain(|(_, x)| *x != p);
+                    }
+                }
+                Rebalance::Failed(e) => anyhow::bail!("rebalance: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    fn shutdown(&mut self) -> anyhow::Result<RunReport> {
+        info!("stopping: finishing the batch and publishing pending output");
+        if !self.batch.is_empty() {
+            self.apply_batch()?;
+        }
+        let (done, clean) = self.sink.drain(DRAIN_LIMIT);
+        self.processor.published(&done)?;
+        if !clean {
+            warn!(
+                pending = self.sink.pending(),
+                "the broker did not acknowledge all output in time; it stays in the outbox and is sent on the next start"
+            );
+        }
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing is lost: the offsets that count are in the state store.
+            warn!("final offset commit to Kafka: {e}");
+        }
+        let s = &self.processor.stats;
+        let report = RunReport {
+            consumed: s.consumed,
+            rejected: s.rejected.values().sum(),
+            duplicates: s.duplicates,
+            tier_changes: s.tier_changes,
+            published: self.sink.stats.published,
+            outbox_left: self.sink.pending(),
+        };
+        info!(?report, "stopped");
+        Ok(report)
+    }
+}
