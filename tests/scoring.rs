@@ -51,6 +51,19 @@ fn half_life_halves() {
 }
 
 #[test]
+fn half_lives_of_seconds_decay_too() {
+    // 10 s: the daily factor 0.5^8640 underflows to 0; the rate does not.
+    let ten_seconds = 10.0 / 86_400.0;
+    let mut c = Contact::new(&model(
+        &format!("decay = {{ half_life_days = {ten_seconds} }}"),
+        &rule("p", "when = \"page_visit\"\npoints = 100"),
+    ));
+    c.apply(&visit("e1", "https://x/", at(0.0)));
+    assert!(close(c.score(0, at(ten_seconds)).engagement, 50.0));
+    assert!(close(c.score(0, at(2.0 * ten_seconds)).engagement, 25.0));
+}
+
+#[test]
 fn non_decaying_rules_and_fit_never_decay() {
     let rules = model(
         "decay = { percent_per_day = 50 }",

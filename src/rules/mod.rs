@@ -32,8 +32,8 @@ pub struct RuleSet {
 pub struct Model {
     pub name: String,
     pub decay: Decay,
-    /// `decay.factor()`, computed once.
-    pub decay_factor: f64,
+    /// `decay.rate()`, computed once.
+    pub decay_factor: DecayRate,
     pub hysteresis: f64,
     pub score_range: Option<(f64, f64)>,
     /// Ascending; the first tier's `min` is `-inf`.
@@ -53,13 +53,36 @@ pub enum Decay {
 }
 
 impl Decay {
-    /// The factor `f` a decaying contribution is multiplied by per day.
-    pub fn factor(self) -> f64 {
-        match self {
-            Decay::None => 1.0,
-            Decay::PercentPerDay(p) => 1.0 - p / 100.0,
-            Decay::HalfLifeDays(h) => 0.5f64.powf(1.0 / h),
-        }
+    /// How fast a decaying contribution shrinks.
+    pub fn rate(self) -> DecayRate {
+        DecayRate(match self {
+            Decay::None => 0.0,
+            Decay::PercentPerDay(p) => (-p / 100.0).ln_1p(),
+            Decay::HalfLifeDays(h) => -std::f64::consts::LN_2 / h,
+        })
+    }
+}
+
+/// The natural log of the factor `f` a decaying contribution is multiplied
+/// by per day (≤ 0). Kept as a log, not as `f`: for half-lives under a
+/// minute or two `f` itself underflows to 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecayRate(pub f64);
+
+impl DecayRate {
+    /// `f^days`.
+    pub fn over(self, days: f64) -> f64 {
+        (self.0 * days).exp()
+    }
+
+    /// `ln f`.
+    pub fn ln(self) -> f64 {
+        self.0
+    }
+
+    /// Whether anything decays at all.
+    pub fn decays(self) -> bool {
+        self.0 < 0.0
     }
 }
 

@@ -216,7 +216,7 @@ impl Validator<'_> {
         Some(Model {
             name: name.to_string(),
             decay,
-            decay_factor: decay.factor(),
+            decay_factor: decay.rate(),
             hysteresis,
             score_range,
             tiers,

@@ -11,6 +11,7 @@
 
 use super::score::{clamp, curve, transition, Curve, Edge};
 use super::state::{ModelState, PredictedCause, Prediction};
+use crate::rules::DecayRate;
 use crate::rules::Model;
 use crate::time::{EventTime, MS_PER_DAY};
 
@@ -130,7 +131,7 @@ pub fn predict(
 /// The score curve from `start` on.
 struct Walk<'a> {
     model: &'a Model,
-    f: f64,
+    f: DecayRate,
     tier: usize,
     start: EventTime,
     curve: Curve,
@@ -138,8 +139,8 @@ struct Walk<'a> {
 
 impl Walk<'_> {
     fn at(&self, t: EventTime) -> Curve {
-        let decaying = if self.curve.decaying != 0.0 && self.f < 1.0 && t > self.start {
-            self.curve.decaying * self.f.powf(t.days_since(self.start))
+        let decaying = if self.curve.decaying != 0.0 && self.f.decays() && t > self.start {
+            self.curve.decaying * self.f.over(t.days_since(self.start))
         } else {
             self.curve.decaying
         };
@@ -171,7 +172,7 @@ impl Walk<'_> {
                 decays,
             } => {
                 if decays && t <= at {
-                    self.curve.decaying -= points * self.f.powf(at.days_since(t));
+                    self.curve.decaying -= points * self.f.over(at.days_since(t));
                 } else {
                     self.curve.constant -= points;
                 }
@@ -192,7 +193,7 @@ impl Walk<'_> {
     /// The first millisecond in `(start, end)` at which decay moves the tier.
     fn crossing(&self, end: EventTime) -> Option<Prediction> {
         let (model, c) = (self.model, self.curve);
-        if self.f >= 1.0 || c.decaying == 0.0 {
+        if !self.f.decays() || c.decaying == 0.0 {
             return None;
         }
         let tiers = &model.tiers;

@@ -68,8 +68,8 @@ pub fn curve(
     let f = model.decay_factor;
     let before = edge == Edge::Before;
     let folded = ms.decaying_total;
-    let mut decaying = if folded != 0.0 && f < 1.0 && now > ms.ref_time {
-        folded * f.powf(now.days_since(ms.ref_time))
+    let mut decaying = if folded != 0.0 && f.decays() && now > ms.ref_time {
+        folded * f.over(now.days_since(ms.ref_time))
     } else {
         folded
     };

@@ -4,6 +4,7 @@
 //! expiring contribution can be taken out of its sum when its time comes;
 //! a contribution dated ahead of the clock stays out of the sums until then.
 
+use crate::rules::DecayRate;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
@@ -107,9 +108,9 @@ impl Contribution {
     }
 
     /// Its value at `now` under daily factor `f`.
-    pub fn value(&self, now: EventTime, f: f64) -> f64 {
+    pub fn value(&self, now: EventTime, f: DecayRate) -> f64 {
         if self.decays && now > self.t {
-            self.points * f.powf(now.days_since(self.t))
+            self.points * f.over(now.days_since(self.t))
         } else {
             self.points
         }
@@ -159,12 +160,12 @@ impl ModelState {
     /// Re-expresses decaying sums at `now`, takes expired contributions out
     /// of their sums and folds in those whose time has come. `now` must not
     /// go backwards.
-    pub fn rebase(&mut self, f: f64, now: EventTime) {
+    pub fn rebase(&mut self, f: DecayRate, now: EventTime) {
         if now <= self.ref_time {
             return;
         }
-        if f < 1.0 && self.ref_time != EventTime::MIN {
-            let m = f.powf(now.days_since(self.ref_time));
+        if f.decays() && self.ref_time != EventTime::MIN {
+            let m = f.over(now.days_since(self.ref_time));
             for acc in &mut self.rules {
                 acc.decaying *= m;
             }
@@ -194,15 +195,15 @@ impl ModelState {
         }
     }
 
-    fn fold_value(&mut self, c: &Contribution, f: f64, now: EventTime) {
+    fn fold_value(&mut self, c: &Contribution, f: DecayRate, now: EventTime) {
         self.add_value(c, f, now, 1.0);
     }
 
-    fn unfold_value(&mut self, c: &Contribution, f: f64, now: EventTime) {
+    fn unfold_value(&mut self, c: &Contribution, f: DecayRate, now: EventTime) {
         self.add_value(c, f, now, -1.0);
     }
 
-    fn add_value(&mut self, c: &Contribution, f: f64, now: EventTime, sign: f64) {
+    fn add_value(&mut self, c: &Contribution, f: DecayRate, now: EventTime, sign: f64) {
         let value = sign * if c.decays { c.value(now, f) } else { c.points };
         let acc = self.acc_mut(c.rule);
         if c.decays {
@@ -238,11 +239,11 @@ impl ModelState {
         &mut self,
         index: u16,
         rule: &EngagementRule,
-        f: f64,
+        f: DecayRate,
         t: EventTime,
         now: EventTime,
     ) {
-        let decays = rule.decays && f < 1.0;
+        let decays = rule.decays && f.decays();
         let acc = self.acc_mut(index);
         acc.matches = acc.matches.saturating_add(1);
         let expires = rule.expires_after_ms.map(|ms| t.plus_millis(ms));

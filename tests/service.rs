@@ -1,0 +1,771 @@
+//! The live service end to end, on Kafka: the pipeline (events in → tier
+//! changes out, dead letters, duplicates), the oracle (`clock = "event"`
+//! gives what `leadscore replay` gives), crash safety under SIGKILL,
+//! graceful SIGTERM, and a timer that comes due while the service is down.
+//!
+//! Each scenario runs on librdkafka's mock cluster (in this process, on its
+//! own thread) and, when `LEADSCORE_TEST_BROKER` names a real broker (Tansu,
+//! started by `.ci/run`), on that broker too. The service runs as the real
+//! binary in a child process. Waits are bounded loops on observable
+//! conditions (output offsets, process exit), never fixed sleeps.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use leadscore::replay::parse_line;
+use leadscore::service::embedded::EmbeddedBroker;
+use leadscore::state::{RocksStateStore, StateStore};
+use leadscore::time::EventTime;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::TopicPartitionList;
+use serde_json::Value;
+use tempfile::TempDir;
+
+const PARTITIONS: i32 = 4;
+const INPUTS: [&str; 4] = [
+    "page-visits",
+    "email-clicks",
+    "form-submissions",
+    "purchases",
+];
+const DEADLINE: Duration = Duration::from_secs(120);
+const REAL_BROKER: &str = "LEADSCORE_TEST_BROKER";
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_leadscore")
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A broker with this test's topics: the mock cluster, or the real one with
+/// topic names unique to the test.
+struct Broker {
+    bootstrap: String,
+    prefix: String,
+    _mock: Option<EmbeddedBroker>,
+}
+
+impl Broker {
+    fn mock() -> Broker {
+        let names: Vec<String> = INPUTS
+            .iter()
+            .chain(&["lead-score-events", "lead-score-dlq"])
+            .map(|s| s.to_string())
+            .collect();
+        let mock = EmbeddedBroker::start(&names, PARTITIONS).unwrap();
+        Broker {
+            bootstrap: mock.bootstrap().to_string(),
+            prefix: String::new(),
+            _mock: Some(mock),
+        }
+    }
+
+    fn real() -> Broker {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let bootstrap = std::env::var(REAL_BROKER).expect("LEADSCORE_TEST_BROKER");
+        let prefix = format!(
+            "t{}-{}-",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        let names: Vec<String> = INPUTS
+            .iter()
+            .chain(&["lead-score-events", "lead-score-dlq"])
+            .map(|s| format!("{prefix}{s}"))
+            .collect();
+        let topics: Vec<NewTopic> = names
+            .iter()
+            .map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1)))
+            .collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for r in rt
+            .block_on(admin.create_topics(&topics, &AdminOptions::new()))
+            .unwrap()
+        {
+            r.unwrap();
+        }
+        Broker {
+            bootstrap,
+            prefix,
+            _mock: None,
+        }
+    }
+
+    fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// Produces replay-format lines; a line that is not an envelope goes
+    /// to page-visits as raw bytes. Partition = a hash of the contact.
+    fn produce(&self, lines: &[String]) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap();
+        for line in lines {
+            let (topic, key, payload) = match parse_line(line) {
+                Ok(r) => {
+                    let v: Value = serde_json::from_slice(&r.payload).unwrap_or(Value::Null);
+                    let key = r
+                        .key
+                        .map(|k| k.into_owned())
+                        .or_else(|| v["contact_id"].as_str().map(str::to_string));
+                    (r.topic.into_owned(), key, r.payload.into_owned())
+                }
+                Err(_) => ("page-visits".into(), None, line.as_bytes().to_vec()),
+            };
+            let topic = self.topic(&topic);
+            let partition = key.as_deref().map_or(0, partition_of);
+            let mut record = BaseRecord::to(&topic)
+                .payload(&payload)
+                .partition(partition);
+            if let Some(k) = &key {
+                record = record.key(k.as_str());
+            }
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+    }
+
+    /// Every record now in `topic`, as (key, payload, headers), read up to
+    /// the high watermarks.
+    fn read_all(&self, topic: &str) -> Vec<(Option<String>, Vec<u8>, Vec<(String, String)>)> {
+        let topic = self.topic(topic);
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", "test-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = HashMap::new();
+        for p in 0..PARTITIONS {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                .unwrap();
+            if high > low {
+                tpl.add_partition_offset(&topic, p, rdkafka::Offset::Offset(low))
+                    .unwrap();
+                ends.insert(p, high);
+            }
+        }
+        let mut out = Vec::new();
+        if ends.is_empty() {
+            return out;
+        }
+        consumer.assign(&tpl).unwrap();
+        let started = Instant::now();
+        while !ends.is_empty() {
+            assert!(started.elapsed() < DEADLINE, "reading {topic} timed out");
+            let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let msg = msg.unwrap();
+            let headers = msg
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| {
+                            (
+                                x.key.to_string(),
+                                String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((
+                msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                msg.payload().unwrap_or_default().to_vec(),
+                headers,
+            ));
+            if ends.get(&msg.partition()) == Some(&(msg.offset() + 1)) {
+                ends.remove(&msg.partition());
+            }
+        }
+        out
+    }
+
+    /// Records in `topic` now (sum of high watermarks).
+    fn count(&self, topic: &str) -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .unwrap();
+        (0..PARTITIONS)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&self.topic(topic), p, Duration::from_secs(10))
+                    .map_or(0, |(_, h)| h)
+            })
+            .sum()
+    }
+}
+
+fn partition_of(key: &str) -> i32 {
+    (xxhash(key) % PARTITIONS as u64) as i32
+}
+
+fn xxhash(s: &str) -> u64 {
+    // FNV-1a: any stable hash does; the service only needs a contact's
+    // records of every topic in one partition number.
+    s.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// A service configuration in `dir`.
+fn write_config(dir: &Path, broker: &Broker, clock: &str, rules: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("leadscore.toml");
+    let text = format!(
+        r#"rules = "{rules}"
+clock = "{clock}"
+max_task_idle = "2s"
+[kafka]
+brokers = "{brokers}"
+group_id = "{prefix}leadscore"
+[kafka.consumer]
+"fetch.wait.max.ms" = "10"
+# A killed instance's partitions are reassigned after this.
+"session.timeout.ms" = "6000"
+[topics]
+page_visits = "{prefix}page-visits"
+email = "{prefix}email-clicks"
+forms = "{prefix}form-submissions"
+purchases = "{prefix}purchases"
+output = "{prefix}lead-score-events"
+dead_letter = "{prefix}lead-score-dlq"
+[state]
+dir = "{state}"
+memory_budget = "64MiB"
+[http]
+listen = "127.0.0.1:0"
+{extra}
+"#,
+        rules = rules.display(),
+        brokers = broker.bootstrap,
+        prefix = broker.prefix,
+        state = dir.join("state").display(),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spawn(config: &Path, extra: &[&str], log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (bounded) for the child to exit; returns its exit code.
+fn wait_exit(child: &mut Child, limit: Duration, log: &Path) -> i32 {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!(
+                "service did not exit within {limit:?}; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (bounded) until `topic` holds at least `n` records.
+fn wait_count(broker: &Broker, topic: &str, n: i64, log: &Path) {
+    let started = Instant::now();
+    while broker.count(topic) < n {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{topic} never reached {n} records; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (bounded) until the service log contains `text`.
+fn wait_log(log: &Path, text: &str) {
+    let started = Instant::now();
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no `{text}` in the log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sigterm(child: &Child) {
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+}
+
+fn run_bin(args: &[&str]) -> String {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A generated stream without late events, closed by one event per
+/// partition at the last instant so every partition's clock ends where
+/// replay's does.
+fn oracle_stream(dir: &Path, events: u64) -> (Vec<String>, PathBuf) {
+    let file = dir.join("events.jsonl");
+    run_bin(&[
+        "gen",
+        "--events",
+        &events.to_string(),
+        "--contacts",
+        "400",
+        "--days",
+        "60",
+        "--late-percent",
+        "0",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    let mut lines: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let last = lines
+        .iter()
+        .filter_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            EventTime::parse_rfc3339(v["value"]["occurred_at"].as_str()?)
+        })
+        .max()
+        .unwrap();
+    let end = last.plus_millis(1000).to_rfc3339();
+    let mut covered = [false; PARTITIONS as usize];
+    for i in 0.. {
+        let contact = format!("zz-close-{i}");
+        let p = partition_of(&contact) as usize;
+        if !covered[p] {
+            covered[p] = true;
+            lines.push(format!(
+                r#"{{"topic": "page-visits", "key": "{contact}", "value": {{"event_id": "close-{i}", "contact_id": "{contact}", "occurred_at": "{end}", "url": "https://app.example/"}}}}"#
+            ));
+        }
+        if covered.iter().all(|c| *c) {
+            break;
+        }
+    }
+    let mut f = std::fs::File::create(&file).unwrap();
+    for l in &lines {
+        writeln!(f, "{l}").unwrap();
+    }
+    (lines, file)
+}
+
+/// What replay says: tier changes by event id, and the score lines.
+fn replay_oracle(rules: &Path, events: &Path, dir: &Path) -> (BTreeMap<String, Value>, String) {
+    let scores = dir.join("replay-scores.jsonl");
+    let out = run_bin(&[
+        "replay",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+        "--scores-out",
+        scores.to_str().unwrap(),
+    ]);
+    let changes = out
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["event_id"].as_str().unwrap().to_string(), v)
+        })
+        .collect();
+    (changes, std::fs::read_to_string(scores).unwrap())
+}
+
+/// The service's output, checked: copies of one change are identical apart
+/// from `emitted_at`, and each contact's changes are in `at` order.
+fn service_changes(broker: &Broker) -> (BTreeMap<String, Value>, usize) {
+    let records = broker.read_all("lead-score-events");
+    let mut by_id: BTreeMap<String, Value> = BTreeMap::new();
+    let mut last_at: HashMap<(String, String), String> = HashMap::new();
+    for (key, payload, _) in &records {
+        let mut v: Value = serde_json::from_slice(payload).unwrap();
+        assert!(v["emitted_at"].is_string(), "live output has emitted_at");
+        v.as_object_mut().unwrap().remove("emitted_at");
+        assert_eq!(key.as_deref(), v["contact_id"].as_str(), "key = contact_id");
+        let id = v["event_id"].as_str().unwrap().to_string();
+        if let Some(prev) = by_id.get(&id) {
+            assert_eq!(prev, &v, "a duplicate must be the same change");
+            continue;
+        }
+        let at = v["at"].as_str().unwrap().to_string();
+        let slot = (
+            v["contact_id"].as_str().unwrap().to_string(),
+            v["model"].as_str().unwrap().to_string(),
+        );
+        if let Some(prev) = last_at.insert(slot.clone(), at.clone()) {
+            assert!(prev <= at, "{slot:?}: {prev} published before {at}");
+        }
+        by_id.insert(id, v);
+    }
+    (by_id, records.len())
+}
+
+fn assert_same_changes(got: &BTreeMap<String, Value>, want: &BTreeMap<String, Value>) {
+    let missing: Vec<&Value> = want
+        .iter()
+        .filter(|(k, _)| !got.contains_key(*k))
+        .map(|(_, v)| v)
+        .collect();
+    let extra: Vec<&Value> = got
+        .iter()
+        .filter(|(k, _)| !want.contains_key(*k))
+        .map(|(_, v)| v)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} missing (first: {:?}), {} extra (first: {:?})",
+        missing.len(),
+        missing.first(),
+        extra.len(),
+        extra.first()
+    );
+    assert_eq!(got, want);
+}
+
+fn service_scores(config: &Path) -> String {
+    run_bin(&["scores", "--config", config.to_str().unwrap()])
+}
+
+fn outbox_len(dir: &Path) -> usize {
+    let store = RocksStateStore::open(&dir.join("state"), 32 << 20).unwrap();
+    (0..PARTITIONS as u32)
+        .map(|p| store.outbox(p, usize::MAX).unwrap().len())
+        .sum()
+}
+
+// --- scenarios ---------------------------------------------------------------
+
+fn pipeline(broker: Broker) {
+    let dir = TempDir::new().unwrap();
+    let case = root().join("tests/conformance/cases/walkthrough");
+    let config = write_config(dir.path(), &broker, "event", &case.join("rules.toml"), "");
+    let mut lines: Vec<String> = std::fs::read_to_string(case.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    let resent = lines[1].clone(); // a producer retry: same event_id, new offset
+    lines.insert(4, resent);
+    broker.produce(&lines);
+    let log = dir.path().join("service.log");
+    let mut child = spawn(&config, &["--idle-exit", "3s"], &log);
+    assert_eq!(wait_exit(&mut child, DEADLINE, &log), 0);
+
+    let (got, _) = service_changes(&broker);
+    // Each partition's clock ends at its own last event.
+    let mut clock = [EventTime::MIN; PARTITIONS as usize];
+    for l in &lines {
+        let Ok(v) = serde_json::from_str::<Value>(l) else {
+            continue;
+        };
+        let p = partition_of(v["value"]["contact_id"].as_str().unwrap()) as usize;
+        let at = EventTime::parse_rfc3339(v["value"]["occurred_at"].as_str().unwrap()).unwrap();
+        clock[p] = clock[p].max(at);
+    }
+    let want: Vec<Value> = std::fs::read_to_string(case.join("expected.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| {
+            let p = partition_of(v["contact_id"].as_str().unwrap()) as usize;
+            EventTime::parse_rfc3339(v["at"].as_str().unwrap()).unwrap() <= clock[p]
+        })
+        .collect();
+    let mut got: Vec<&Value> = got.values().collect();
+    got.sort_by_key(|v| v["at"].as_str().unwrap().to_string());
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+    for (g, w) in got.iter().zip(&want) {
+        for f in ["contact_id", "model", "from_tier", "to_tier", "cause", "at"] {
+            assert_eq!(g[f], w[f], "{g} vs {w}");
+        }
+    }
+
+    let dlq = broker.read_all("lead-score-dlq");
+    assert_eq!(dlq.len(), 1, "the one broken line");
+    let (_, payload, headers) = &dlq[0];
+    assert_eq!(payload, b"{broken");
+    let header = |k: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(header("error.reason"), Some("invalid_json"));
+    assert_eq!(
+        header("source.topic"),
+        Some(broker.topic("page-visits").as_str())
+    );
+    assert!(header("source.partition").is_some() && header("source.offset").is_some());
+    assert!(header("error.detail").is_some_and(|d| !d.is_empty()));
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("duplicates: 1"), "{log_text}");
+    assert_eq!(outbox_len(dir.path()), 0);
+}
+
+fn oracle(broker: Broker) {
+    let dir = TempDir::new().unwrap();
+    let rules = root().join("examples/rules.toml");
+    let (lines, file) = oracle_stream(dir.path(), 4_000);
+    broker.produce(&lines);
+    let config = write_config(dir.path(), &broker, "event", &rules, "");
+    let log = dir.path().join("service.log");
+    let mut child = spawn(&config, &["--idle-exit", "3s"], &log);
+    assert_eq!(wait_exit(&mut child, DEADLINE, &log), 0);
+
+    let (want, want_scores) = replay_oracle(&rules, &file, dir.path());
+    assert!(want.len() > 100, "a stream with plenty of tier changes");
+    let (got, _) = service_changes(&broker);
+    assert_same_changes(&got, &want);
+    assert_eq!(service_scores(&config), want_scores);
+}
+
+fn crash_safety(broker: Broker) {
+    let dir = TempDir::new().unwrap();
+    let rules = root().join("examples/rules.toml");
+    let (lines, file) = oracle_stream(dir.path(), 30_000);
+    let (want, want_scores) = replay_oracle(&rules, &file, dir.path());
+    broker.produce(&lines);
+    // Small batches: many commits to land a kill between.
+    let config = write_config(
+        dir.path(),
+        &broker,
+        "event",
+        &rules,
+        "[batch]\nmax_events = 50\nmax_wait = \"5ms\"",
+    );
+    let log = dir.path().join("service.log");
+    let total = want.len() as i64;
+    for fraction in [0.05, 0.3, 0.6] {
+        let mut child = spawn(&config, &[], &log);
+        let seen = broker.count("lead-score-events");
+        wait_count(
+            &broker,
+            "lead-score-events",
+            seen.max((total as f64 * fraction) as i64) + 1,
+            &log,
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let mut child = spawn(&config, &["--idle-exit", "3s"], &log);
+    assert_eq!(wait_exit(&mut child, DEADLINE, &log), 0);
+
+    let (got, copies) = service_changes(&broker);
+    assert_same_changes(&got, &want);
+    assert_eq!(
+        service_scores(&config),
+        want_scores,
+        "no input counted twice or lost"
+    );
+    eprintln!(
+        "crash safety: {} changes, {} copies published",
+        want.len(),
+        copies
+    );
+}
+
+fn graceful_shutdown(broker: Broker) {
+    let dir = TempDir::new().unwrap();
+    let rules = root().join("examples/rules.toml");
+    let (lines, _) = oracle_stream(dir.path(), 20_000);
+    broker.produce(&lines);
+    let config = write_config(dir.path(), &broker, "event", &rules, "");
+    let log = dir.path().join("service.log");
+    let mut child = spawn(&config, &[], &log);
+    wait_count(&broker, "lead-score-events", 1, &log);
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30), &log), 0);
+    assert_eq!(outbox_len(dir.path()), 0, "nothing left in the outbox");
+    let published = broker.count("lead-score-events");
+    assert!(published > 0);
+}
+
+/// Wall clock: the contact turns hot, the service stops, the decay crossing
+/// passes while it is down, and on start it is published with its instant.
+fn timer_while_down(broker: Broker) {
+    let dir = TempDir::new().unwrap();
+    // Engagement halves every 10 s: hot (≥ 60) from 100 points lasts ~7.4 s.
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[[model]]
+name = "fast"
+decay = { half_life_days = 0.000115740741 }
+tiers = [{ name = "cold" }, { name = "hot", min = 60 }]
+[[model.rule]]
+id = "visit"
+when = "page_visit"
+url = "*"
+points = 100
+"#,
+    )
+    .unwrap();
+    let config = write_config(dir.path(), &broker, "wall", &rules, "");
+    let log = dir.path().join("service.log");
+    let mut child = spawn(&config, &[], &log);
+    wait_log(&log, "ready");
+    let now = EventTime::from_millis(chrono::Utc::now().timestamp_millis());
+    let line = format!(
+        r#"{{"topic": "page-visits", "key": "c-1", "value": {{"event_id": "v-1", "contact_id": "c-1", "occurred_at": "{}", "url": "https://x.example/"}}}}"#,
+        now.to_rfc3339()
+    );
+    broker.produce(std::slice::from_ref(&line));
+    wait_count(&broker, "lead-score-events", 1, &log);
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30), &log), 0);
+    assert_eq!(
+        broker.count("lead-score-events"),
+        1,
+        "stopped before the crossing"
+    );
+    let up: Value = serde_json::from_slice(&broker.read_all("lead-score-events")[0].1).unwrap();
+    assert_eq!(up["to_tier"], "hot");
+
+    // What replay says the crossing is.
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, format!("{line}\n")).unwrap();
+    let until = now.plus_millis(60_000).to_rfc3339();
+    let expected = run_bin(&[
+        "replay",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+        "--until",
+        &until,
+    ]);
+    let down: Value = serde_json::from_str(expected.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(down["cause"]["kind"], "decay");
+    let due = EventTime::parse_rfc3339(down["at"].as_str().unwrap()).unwrap();
+    // Down until the crossing has passed on the wall clock.
+    let started = Instant::now();
+    while chrono::Utc::now().timestamp_millis() <= due.millis() + 200 {
+        assert!(started.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(std::fs::read_to_string(&log).unwrap().contains("stopped"));
+
+    let mut child = spawn(&config, &[], &log);
+    wait_count(&broker, "lead-score-events", 2, &log);
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30), &log), 0);
+    let mut got: Value =
+        serde_json::from_slice(&broker.read_all("lead-score-events")[1].1).unwrap();
+    got.as_object_mut().unwrap().remove("emitted_at");
+    assert_eq!(got, down, "fired on start with its original instant");
+}
+
+// --- on the mock cluster -----------------------------------------------------
+
+#[test]
+fn pipeline_on_mock_cluster() {
+    pipeline(Broker::mock());
+}
+
+#[test]
+fn oracle_on_mock_cluster() {
+    oracle(Broker::mock());
+}
+
+#[test]
+fn crash_safety_on_mock_cluster() {
+    crash_safety(Broker::mock());
+}
+
+#[test]
+fn graceful_shutdown_on_mock_cluster() {
+    graceful_shutdown(Broker::mock());
+}
+
+#[test]
+fn timer_due_while_down_on_mock_cluster() {
+    timer_while_down(Broker::mock());
+}
+
+// --- on a real broker (Tansu in .ci/run) -------------------------------------
+
+#[test]
+#[ignore = "needs a real Kafka broker: set LEADSCORE_TEST_BROKER (.ci/run starts Tansu)"]
+fn pipeline_on_real_broker() {
+    pipeline(Broker::real());
+}
+
+#[test]
+#[ignore = "needs a real Kafka broker: set LEADSCORE_TEST_BROKER (.ci/run starts Tansu)"]
+fn oracle_on_real_broker() {
+    oracle(Broker::real());
+}
+
+#[test]
+#[ignore = "needs a real Kafka broker: set LEADSCORE_TEST_BROKER (.ci/run starts Tansu)"]
+fn crash_safety_on_real_broker() {
+    crash_safety(Broker::real());
+}
+
+#[test]
+#[ignore = "needs a real Kafka broker: set LEADSCORE_TEST_BROKER (.ci/run starts Tansu)"]
+fn graceful_shutdown_on_real_broker() {
+    graceful_shutdown(Broker::real());
+}
+
+#[test]
+#[ignore = "needs a real Kafka broker: set LEADSCORE_TEST_BROKER (.ci/run starts Tansu)"]
+fn timer_due_while_down_on_real_broker() {
+    timer_while_down(Broker::real());
+}
