@@ -48,6 +48,9 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A record read back: key, payload, headers.
+type Received = (Option<String>, Vec<u8>, Vec<(String, String)>);
+
 /// A broker with this test's topics: the mock cluster, or the real one with
 /// topic names unique to the test.
 struct Broker {
@@ -149,7 +152,7 @@ impl Broker {
 
     /// Every record now in `topic`, as (key, payload, headers), read up to
     /// the high watermarks.
-    fn read_all(&self, topic: &str) -> Vec<(Option<String>, Vec<u8>, Vec<(String, String)>)> {
+    fn read_all(&self, topic: &str) -> Vec<Received> {
         let topic = self.topic(topic);
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
