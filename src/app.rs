@@ -94,8 +94,14 @@ fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
         None => Box::new(io::stderr().lock()),
     };
     let stdout = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let topics = match &args.config {
+        Some(path) => crate::service::topic_map(
+            &Config::load(Some(path), std::env::vars()).map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        None => TopicMap::default(),
+    };
     let engine = Engine::new(rules, args.dedupe_window);
-    let mut replayer = Replayer::new(engine, TopicMap::default(), args.dedupe_window, stdout);
+    let mut replayer = Replayer::new(engine, topics, args.dedupe_window, stdout);
     let mut progress = Progress::default();
     replay_lines(&mut replayer, input, &mut rejects, &mut progress)
         .with_context(|| format!("replaying {}", args.events.display()))?;

@@ -105,6 +105,9 @@ pub struct ReplayArgs {
     /// How long an event id is remembered for dedupe (e.g. `30d`, `12h`).
     #[arg(long, default_value = "30d", value_parser = parse_duration_ms)]
     pub dedupe_window: i64,
+    /// Take topic names (and so topic → kind) from this service configuration.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Only read and decode the input (no scoring): the throughput floor.
     #[arg(long, hide = true)]
     pub decode_only: bool,

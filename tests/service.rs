@@ -274,6 +274,20 @@ listen = "127.0.0.1:0"
     path
 }
 
+/// Prints the service log if the test fails.
+struct ShowLogOnFailure(PathBuf);
+
+impl Drop for ShowLogOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.0).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(80)..];
+            eprintln!("--- service log (last {} lines) ---\n{}", tail.len(), tail.join("\n"));
+        }
+    }
+}
+
 fn spawn(config: &Path, extra: &[&str], log: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -285,6 +299,7 @@ fn spawn(config: &Path, extra: &[&str], log: &Path) -> Child {
         .arg(config)
         .args(extra)
         .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -356,7 +371,7 @@ fn run_bin(args: &[&str]) -> String {
 /// A generated stream without late events, closed by one event per
 /// partition at the last instant so every partition's clock ends where
 /// replay's does.
-fn oracle_stream(dir: &Path, events: u64) -> (Vec<String>, PathBuf) {
+fn oracle_stream(dir: &Path, events: u64) -> Vec<String> {
     let file = dir.join("events.jsonl");
     run_bin(&[
         "gen",
@@ -399,18 +414,30 @@ fn oracle_stream(dir: &Path, events: u64) -> (Vec<String>, PathBuf) {
             break;
         }
     }
-    let mut f = std::fs::File::create(&file).unwrap();
-    for l in &lines {
-        writeln!(f, "{l}").unwrap();
-    }
-    (lines, file)
+    lines
 }
 
-/// What replay says: tier changes by event id, and the score lines.
-fn replay_oracle(rules: &Path, events: &Path, dir: &Path) -> (BTreeMap<String, Value>, String) {
+/// What replay says, with the topic names of `config`: tier changes by
+/// event id, and the score lines.
+fn replay_oracle(
+    broker: &Broker,
+    config: &Path,
+    rules: &Path,
+    lines: &[String],
+    dir: &Path,
+) -> (BTreeMap<String, Value>, String) {
+    let events = dir.join("replay-events.jsonl");
+    let mut f = std::fs::File::create(&events).unwrap();
+    for l in lines {
+        let l = l.replacen(r#""topic": ""#, &format!(r#""topic": "{}"#, broker.prefix), 1);
+        writeln!(f, "{l}").unwrap();
+    }
+    drop(f);
     let scores = dir.join("replay-scores.jsonl");
     let out = run_bin(&[
         "replay",
+        "--config",
+        config.to_str().unwrap(),
         "--rules",
         rules.to_str().unwrap(),
         "--events",
@@ -506,6 +533,7 @@ fn pipeline(broker: Broker) {
     lines.insert(4, resent);
     broker.produce(&lines);
     let log = dir.path().join("service.log");
+    let _show = ShowLogOnFailure(log.clone());
     let mut child = spawn(&config, &["--idle-exit", "3s"], &log);
     assert_eq!(wait_exit(&mut child, DEADLINE, &log), 0);
 
@@ -529,8 +557,13 @@ fn pipeline(broker: Broker) {
             EventTime::parse_rfc3339(v["at"].as_str().unwrap()).unwrap() <= clock[p]
         })
         .collect();
-    let mut got: Vec<&Value> = got.values().collect();
+    let mut got: Vec<Value> = got.into_values().collect();
     got.sort_by_key(|v| v["at"].as_str().unwrap().to_string());
+    for g in &mut got {
+        if let Some(t) = g["cause"]["topic"].as_str() {
+            g["cause"]["topic"] = Value::from(t.trim_start_matches(&broker.prefix));
+        }
+    }
     assert_eq!(got.len(), want.len(), "{got:#?}");
     for (g, w) in got.iter().zip(&want) {
         for f in ["contact_id", "model", "from_tier", "to_tier", "cause", "at"] {
@@ -563,14 +596,15 @@ fn pipeline(broker: Broker) {
 fn oracle(broker: Broker) {
     let dir = TempDir::new().unwrap();
     let rules = root().join("examples/rules.toml");
-    let (lines, file) = oracle_stream(dir.path(), 4_000);
+    let lines = oracle_stream(dir.path(), 4_000);
     broker.produce(&lines);
     let config = write_config(dir.path(), &broker, "event", &rules, "");
     let log = dir.path().join("service.log");
+    let _show = ShowLogOnFailure(log.clone());
     let mut child = spawn(&config, &["--idle-exit", "3s"], &log);
     assert_eq!(wait_exit(&mut child, DEADLINE, &log), 0);
 
-    let (want, want_scores) = replay_oracle(&rules, &file, dir.path());
+    let (want, want_scores) = replay_oracle(&broker, &config, &rules, &lines, dir.path());
     assert!(want.len() > 100, "a stream with plenty of tier changes");
     let (got, _) = service_changes(&broker);
     assert_same_changes(&got, &want);
@@ -580,8 +614,7 @@ fn oracle(broker: Broker) {
 fn crash_safety(broker: Broker) {
     let dir = TempDir::new().unwrap();
     let rules = root().join("examples/rules.toml");
-    let (lines, file) = oracle_stream(dir.path(), 30_000);
-    let (want, want_scores) = replay_oracle(&rules, &file, dir.path());
+    let lines = oracle_stream(dir.path(), 30_000);
     broker.produce(&lines);
     // Small batches: many commits to land a kill between.
     let config = write_config(
@@ -591,7 +624,9 @@ fn crash_safety(broker: Broker) {
         &rules,
         "[batch]\nmax_events = 50\nmax_wait = \"5ms\"",
     );
+    let (want, want_scores) = replay_oracle(&broker, &config, &rules, &lines, dir.path());
     let log = dir.path().join("service.log");
+    let _show = ShowLogOnFailure(log.clone());
     let total = want.len() as i64;
     for fraction in [0.05, 0.3, 0.6] {
         let mut child = spawn(&config, &[], &log);
@@ -625,10 +660,11 @@ fn crash_safety(broker: Broker) {
 fn graceful_shutdown(broker: Broker) {
     let dir = TempDir::new().unwrap();
     let rules = root().join("examples/rules.toml");
-    let (lines, _) = oracle_stream(dir.path(), 20_000);
+    let lines = oracle_stream(dir.path(), 20_000);
     broker.produce(&lines);
     let config = write_config(dir.path(), &broker, "event", &rules, "");
     let log = dir.path().join("service.log");
+    let _show = ShowLogOnFailure(log.clone());
     let mut child = spawn(&config, &[], &log);
     wait_count(&broker, "lead-score-events", 1, &log);
     sigterm(&child);
@@ -661,6 +697,7 @@ points = 100
     .unwrap();
     let config = write_config(dir.path(), &broker, "wall", &rules, "");
     let log = dir.path().join("service.log");
+    let _show = ShowLogOnFailure(log.clone());
     let mut child = spawn(&config, &[], &log);
     wait_log(&log, "ready");
     let now = EventTime::from_millis(chrono::Utc::now().timestamp_millis());
