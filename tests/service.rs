@@ -283,7 +283,11 @@ impl Drop for ShowLogOnFailure {
             let text = std::fs::read_to_string(&self.0).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(80)..];
-            eprintln!("--- service log (last {} lines) ---\n{}", tail.len(), tail.join("\n"));
+            eprintln!(
+                "--- service log (last {} lines) ---\n{}",
+                tail.len(),
+                tail.join("\n")
+            );
         }
     }
 }
@@ -429,7 +433,11 @@ fn replay_oracle(
     let events = dir.join("replay-events.jsonl");
     let mut f = std::fs::File::create(&events).unwrap();
     for l in lines {
-        let l = l.replacen(r#""topic": ""#, &format!(r#""topic": "{}"#, broker.prefix), 1);
+        let l = l.replacen(
+            r#""topic": ""#,
+            &format!(r#""topic": "{}"#, broker.prefix),
+            1,
+        );
         writeln!(f, "{l}").unwrap();
     }
     drop(f);
