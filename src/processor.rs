@@ -152,6 +152,11 @@ impl<S: StateStore> Processor<S> {
         self.partitions.get(&partition).map(|i| i.clock)
     }
 
+    /// The lowest clock over the partitions held (none: `None`).
+    pub fn min_clock(&self) -> Option<EventTime> {
+        self.partitions.values().map(|i| i.clock).min()
+    }
+
     /// The earliest instant a timer of some partition may be due (a lower bound).
     pub fn next_due(&self) -> Option<EventTime> {
         self.partitions

@@ -179,3 +179,35 @@ fn a_corrupt_state_directory_is_a_clear_error() {
         .expect("a corrupt manifest must not open");
     assert!(err.to_string().contains("state store"), "{err}");
 }
+
+#[test]
+fn rocksdb_forgets_event_ids_once_no_partition_can_match_them() {
+    use leadscore::state::DedupeExpiry;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let watermark = Arc::new(AtomicI64::new(i64::MIN));
+    let expiry = DedupeExpiry {
+        window_ms: 500,
+        watermark: watermark.clone(),
+    };
+    let store = RocksStateStore::open_with(dir.path(), 32 << 20, Some(expiry)).unwrap();
+    let mut batch = Batch::default();
+    batch.put_seen(0, "c", 1, EventTime::from_millis(0));
+    batch.put_seen(0, "c", 2, EventTime::from_millis(1000));
+    store.commit(batch).unwrap();
+    store.compact_dedupe().unwrap();
+    assert!(
+        store.seen(0, "c", 1).unwrap().is_some(),
+        "kept while no clock is known"
+    );
+    watermark.store(1200, Ordering::Relaxed);
+    store.compact_dedupe().unwrap();
+    assert_eq!(store.seen(0, "c", 1).unwrap(), None, "0 + 500 <= 1200");
+    assert_eq!(
+        store.seen(0, "c", 2).unwrap(),
+        Some(EventTime::from_millis(1000)),
+        "1000 + 500 > 1200: still a possible duplicate"
+    );
+}

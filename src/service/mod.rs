@@ -18,7 +18,7 @@ pub mod scores;
 pub mod sink;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,7 @@ use crate::event::{EventKind, TopicMap};
 use crate::processor::{Decoded, InputRecord, Processor, ProcessorSettings};
 use crate::rules::RuleSet;
 use crate::scoring::Engine;
-use crate::state::RocksStateStore;
+use crate::state::{DedupeExpiry, RocksStateStore};
 use crate::time::EventTime;
 
 use kafka::{ConsumerCtx, ProducerCtx, Rebalance};
@@ -180,11 +180,16 @@ pub fn run(
     stop: &AtomicBool,
     idle_exit: Option<Duration>,
 ) -> anyhow::Result<RunReport> {
+    let settings = processor_settings(config);
+    let watermark = Arc::new(AtomicI64::new(i64::MIN));
+    let expiry = DedupeExpiry {
+        window_ms: settings.dedupe_window_ms,
+        watermark: watermark.clone(),
+    };
     let store = Arc::new(
-        RocksStateStore::open(&config.state.dir, config.memory_budget())
+        RocksStateStore::open_with(&config.state.dir, config.memory_budget(), Some(expiry))
             .with_context(|| format!("opening state in {}", config.state.dir.display()))?,
     );
-    let settings = processor_settings(config);
     let topics = settings.topics.clone();
     let engine = Engine::new(rules, settings.dedupe_window_ms);
     let processor = Processor::new(engine, store.clone(), settings);
@@ -224,6 +229,7 @@ pub fn run(
         batch_started: None,
         paused: Vec::new(),
         last_input: Instant::now(),
+        watermark,
     };
     service.run(stop, idle_exit)
 }
@@ -240,6 +246,8 @@ struct Service<'c> {
     paused: Vec<(String, u32)>,
     /// When a record last arrived (or partitions were last assigned).
     last_input: Instant,
+    /// The lowest partition clock, for expiring remembered event ids.
+    watermark: Arc<AtomicI64>,
 }
 
 impl Service<'_> {
@@ -402,6 +410,9 @@ impl Service<'_> {
         }
         let done = self.sink.poll(Duration::ZERO);
         self.processor.published(&done)?;
+        if let Some(low) = self.processor.min_clock() {
+            self.watermark.store(low.millis(), Ordering::Relaxed);
+        }
         Ok(())
     }
 

@@ -10,5 +10,5 @@ mod store;
 
 pub use codec::{decode_contact, encode_contact, CodecError};
 pub use mem::MemStateStore;
-pub use rocks::RocksStateStore;
+pub use rocks::{DedupeExpiry, RocksStateStore};
 pub use store::{Batch, Family, OutboxEntry, StateStore, StoreError, TimerRow};

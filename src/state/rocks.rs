@@ -3,13 +3,25 @@
 //! whole store stays inside `state.memory_budget`.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
+use rocksdb::compaction_filter::Decision;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
     ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
 use super::store::{Batch, Entries, Family, StateStore, StoreError};
+
+/// Forgetting remembered event ids: compactions drop a dedupe entry once
+/// `seen at + window` is at or before `watermark` (the lowest partition
+/// clock), when no partition can still match it.
+#[derive(Debug, Clone)]
+pub struct DedupeExpiry {
+    pub window_ms: i64,
+    pub watermark: Arc<AtomicI64>,
+}
 
 pub struct RocksStateStore {
     db: DB,
@@ -24,6 +36,15 @@ impl RocksStateStore {
     /// Opens (or creates) the store in `dir` within `memory_budget` bytes:
     /// half for the block cache, half for write buffers (charged to the cache).
     pub fn open(dir: &Path, memory_budget: u64) -> Result<RocksStateStore, StoreError> {
+        Self::open_with(dir, memory_budget, None)
+    }
+
+    /// As [`open`](Self::open), with remembered event ids expiring.
+    pub fn open_with(
+        dir: &Path,
+        memory_budget: u64,
+        expiry: Option<DedupeExpiry>,
+    ) -> Result<RocksStateStore, StoreError> {
         let budget = usize::try_from(memory_budget).unwrap_or(usize::MAX);
         let cache = Cache::new_lru_cache(budget / 2);
         let buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
@@ -45,6 +66,19 @@ impl RocksStateStore {
             let mut cf = Options::default();
             cf.set_block_based_table_factory(&table);
             cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            if let (Family::Dedupe, Some(e)) = (f, expiry.clone()) {
+                cf.set_compaction_filter("dedupe-expiry", move |_, _, value: &[u8]| {
+                    let Ok(raw) = <[u8; 8]>::try_from(value) else {
+                        return Decision::Keep;
+                    };
+                    let seen = i64::from_be_bytes(raw);
+                    if seen.saturating_add(e.window_ms) <= e.watermark.load(Ordering::Relaxed) {
+                        Decision::Remove
+                    } else {
+                        Decision::Keep
+                    }
+                });
+            }
             ColumnFamilyDescriptor::new(f.name(), cf)
         });
         let db = DB::open_cf_descriptors(&db_opts, dir, families).map_err(backend)?;
@@ -55,6 +89,14 @@ impl RocksStateStore {
         self.db.cf_handle(family.name()).ok_or_else(|| {
             StoreError::Backend(format!("column family {} is missing", family.name()))
         })
+    }
+
+    /// Compacts the dedupe family now (expired ids go; compactions also run
+    /// on their own as data is written).
+    pub fn compact_dedupe(&self) -> Result<(), StoreError> {
+        let cf = self.cf(Family::Dedupe)?;
+        self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        Ok(())
     }
 
     /// Bytes held by the shared block cache (including write buffers charged to it).
