@@ -26,6 +26,40 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Demo(args) => crate::demo::run(&args),
         Command::Produce(args) => report_io(produce(&args)),
         Command::Scores(args) => scores(&args),
+        Command::BenchConsume {
+            brokers,
+            topics,
+            expect,
+        } => report_io(
+            crate::service::bench::raw_consume(&brokers, &topics, expect, &[]).map(|(n, secs)| {
+                println!(
+                    "{{\"records\": {n}, \"seconds\": {secs:.3}, \"per_second\": {:.0}}}",
+                    n as f64 / secs.max(1e-9)
+                );
+            }),
+        ),
+        Command::BenchLatency {
+            brokers,
+            input,
+            output,
+            rate,
+            seconds,
+        } => report_io(
+            crate::service::bench::latency(&brokers, &input, &output, rate, seconds).map(|lat| {
+                let q = |p: f64| {
+                    lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+                        .copied()
+                        .unwrap_or(f64::NAN)
+                };
+                println!(
+                    "{{\"changes\": {}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}, \"max_ms\": {:.1}}}",
+                    lat.len(),
+                    q(0.5),
+                    q(0.99),
+                    q(1.0)
+                );
+            }),
+        ),
     }
 }
 

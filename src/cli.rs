@@ -36,6 +36,31 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Print the scores in a stopped service's state directory (replay's --scores-out format).
     Scores(ScoresArgs),
+    /// Benchmark helper: raw consume rate of topics by a bare consumer.
+    #[command(hide = true)]
+    BenchConsume {
+        #[arg(long)]
+        brokers: String,
+        /// Comma-separated topics.
+        #[arg(long, value_delimiter = ',')]
+        topics: Vec<String>,
+        #[arg(long)]
+        expect: u64,
+    },
+    /// Benchmark helper: produce → tier-change latency at a steady rate.
+    #[command(hide = true)]
+    BenchLatency {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long, default_value = "form-submissions")]
+        input: String,
+        #[arg(long, default_value = "lead-score-events")]
+        output: String,
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
 }
 
 #[derive(Debug, clap::Args)]

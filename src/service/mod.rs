@@ -10,6 +10,7 @@
 //! thread, so they never block the tokio runtime. A stop request finishes
 //! the batch, drains the outbox and commits.
 
+pub mod bench;
 pub mod embedded;
 pub mod kafka;
 pub mod merge;
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::BaseProducer;
 use rdkafka::{Offset, TopicPartitionList};
@@ -59,6 +60,8 @@ pub struct RunReport {
     pub published: u64,
     /// Outbox entries still unacknowledged at exit (published on next start).
     pub outbox_left: usize,
+    /// From the first record received to the last batch applied.
+    pub busy_ms: u64,
 }
 
 /// The wall clock as an event time.
@@ -230,6 +233,7 @@ pub fn run(
         paused: Vec::new(),
         last_input: Instant::now(),
         watermark,
+        busy: None,
     };
     service.run(stop, idle_exit)
 }
@@ -248,6 +252,8 @@ struct Service<'c> {
     last_input: Instant,
     /// The lowest partition clock, for expiring remembered event ids.
     watermark: Arc<AtomicI64>,
+    /// First record received, last batch applied.
+    busy: Option<(Instant, Instant)>,
 }
 
 impl Service<'_> {
@@ -276,6 +282,7 @@ impl Service<'_> {
                     };
                     drop(msg);
                     self.last_input = Instant::now();
+                    self.busy.get_or_insert((self.last_input, self.last_input));
                     self.take(rec);
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) | None => {}
@@ -430,6 +437,9 @@ impl Service<'_> {
             .processor
             .process_decoded(batch, wall_now())
             .context("applying a batch to the state store")?;
+        if let Some((_, last)) = &mut self.busy {
+            *last = Instant::now();
+        }
         self.sink.send(out);
         // For lag monitoring only: the store holds the offsets that count.
         let mut tpl = TopicPartitionList::new();
@@ -501,9 +511,11 @@ impl Service<'_> {
                 "the broker did not acknowledge all output in time; it stays in the outbox and is sent on the next start"
             );
         }
-        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing new since the last auto-commit.
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             // Nothing is lost: the offsets that count are in the state store.
-            warn!("final offset commit to Kafka: {e}");
+            Err(e) => warn!("final offset commit to Kafka: {e}"),
         }
         let s = &self.processor.stats;
         let report = RunReport {
@@ -513,6 +525,9 @@ impl Service<'_> {
             tier_changes: s.tier_changes,
             published: self.sink.stats.published,
             outbox_left: self.sink.pending(),
+            busy_ms: self
+                .busy
+                .map_or(0, |(first, last)| (last - first).as_millis() as u64),
         };
         info!(?report, "stopped");
         Ok(report)

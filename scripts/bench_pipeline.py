@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Pipeline benchmark against a real broker (Tansu, SQLite storage, 127.0.0.1).
+
+In one run, on the same topics:
+  1. raw:      a bare rdkafka consumer reads the input topics (the floor);
+  2. pipeline: `leadscore run` consumes, scores, writes RocksDB and publishes,
+               stopping once idle (`--idle-exit`); its rate is records over the
+               time from the first record received to the last batch applied;
+  3. latency:  a fresh service; events produced at a steady rate, each timed from
+               send to the arrival of the tier change it causes (p50/p99).
+Peak RSS of the pipeline process comes from wait4().
+
+    python3 scripts/bench_pipeline.py [--events 300000] [--contacts 30000]
+        [--binary target/release/leadscore] [--rate 2000] [--seconds 20]
+"""
+import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
+
+INPUTS = ["page-visits", "email-clicks", "form-submissions", "purchases"]
+
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+
+def wait_port(port, proc, limit=30):
+    end = time.time() + limit
+    while time.time() < end:
+        if proc.poll() is not None:
+            sys.exit("tansu exited")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close(); return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit("tansu did not start")
+
+
+def config(path, brokers, state, group, extra=""):
+    with open(path, "w") as f:
+        f.write(f'''rules = "{os.path.abspath("examples/rules.toml")}"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+[kafka.consumer]
+"fetch.wait.max.ms" = "10"
+"fetch.queue.backoff.ms" = "10"
+{extra}
+[state]
+dir = "{state}"
+[http]
+listen = "127.0.0.1:0"
+''')
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=300_000)
+    ap.add_argument("--contacts", type=int, default=30_000)
+    ap.add_argument("--binary", default=os.environ.get("LEADSCORE_BIN", "target/release/leadscore"))
+    ap.add_argument("--tansu", default=shutil.which("tansu") or os.path.expanduser("~/.cargo/bin/tansu"))
+    ap.add_argument("--rate", type=int, default=2000)
+    ap.add_argument("--seconds", type=int, default=20)
+    a = ap.parse_args()
+    bin_ = os.path.abspath(a.binary)
+    work = tempfile.mkdtemp(prefix="leadscore-bench-")
+    port = free_port(); brokers = f"127.0.0.1:{port}"
+    tansu = subprocess.Popen([a.tansu, "broker", "--listener-url", f"tcp://{brokers}",
+                              "--advertised-listener-url", f"tcp://{brokers}",
+                              "--storage-engine", "sqlite://tansu.db"], cwd=work,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, tansu)
+        for t in INPUTS + ["lead-score-events", "lead-score-dlq"]:
+            subprocess.run([a.tansu, "topic", "create", "--broker", f"tcp://{brokers}", t,
+                            "--partitions", "4"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        events = os.path.join(work, "events.jsonl")
+        subprocess.run([bin_, "gen", "--events", str(a.events), "--contacts", str(a.contacts),
+                        "--late-percent", "0", "--out", events], check=True)
+        t0 = time.time()
+        subprocess.run([bin_, "produce", "--brokers", brokers, "--file", events], check=True,
+                       stderr=subprocess.DEVNULL)
+        print(f"produced {a.events} events in {time.time() - t0:.1f}s", file=sys.stderr)
+
+        raw = json.loads(subprocess.run([bin_, "bench-consume", "--brokers", brokers, "--topics",
+                                         ",".join(INPUTS), "--expect", str(a.events)],
+                                        check=True, capture_output=True, text=True).stdout)
+
+        cfg = os.path.join(work, "pipeline.toml")
+        config(cfg, brokers, os.path.join(work, "state"), "bench-pipeline")
+        log = open(os.path.join(work, "pipeline.log"), "w")
+        p = subprocess.Popen([bin_, "run", "--config", cfg, "--idle-exit", "3s"],
+                             stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "NO_COLOR": "1"})
+        _, status, usage = os.wait4(p.pid, 0)
+        text = open(log.name).read()
+        m = re.search(r"consumed: (\d+),.*busy_ms: (\d+)", text)
+        if status != 0 or not m:
+            sys.exit("pipeline run failed:\n" + text[-3000:])
+        consumed, busy_ms = int(m.group(1)), int(m.group(2))
+        pipeline = {"records": consumed, "seconds": busy_ms / 1000, "per_second": round(consumed / (busy_ms / 1000)),
+                    "peak_rss_mib": round(usage.ru_maxrss / 1024)}
+
+        cfg2 = os.path.join(work, "latency.toml")
+        # Starts at the end of the topics: only the paced traffic is measured.
+        config(cfg2, brokers, os.path.join(work, "state2"), "bench-latency-svc", '"auto.offset.reset" = "latest"')
+        log2 = os.path.join(work, "latency.log")
+        svc = subprocess.Popen([bin_, "run", "--config", cfg2], stdout=subprocess.DEVNULL,
+                               stderr=open(log2, "w"), env={**os.environ, "NO_COLOR": "1"})
+        end = time.time() + 60
+        while "ready" not in open(log2).read():
+            if time.time() > end or svc.poll() is not None:
+                sys.exit("latency service not ready:\n" + open(log2).read()[-3000:])
+            time.sleep(0.1)
+        lat = json.loads(subprocess.run([bin_, "bench-latency", "--brokers", brokers, "--rate", str(a.rate),
+                                         "--seconds", str(a.seconds)], check=True, capture_output=True,
+                                        text=True).stdout)
+        svc.send_signal(signal.SIGTERM); svc.wait(60)
+        result = {"events": a.events, "contacts": a.contacts, "raw_consume": raw, "pipeline": pipeline,
+                  "ratio": round(pipeline["per_second"] / raw["per_second"], 2),
+                  "latency_at_rate": {"rate": a.rate, "seconds": a.seconds, **lat}}
+        print(json.dumps(result, indent=2))
+    finally:
+        tansu.terminate(); tansu.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

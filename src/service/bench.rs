@@ -1,0 +1,142 @@
+//! Measurement helpers behind hidden commands, used by
+//! `scripts/bench_pipeline.py`: the raw consume rate of the input topics by
+//! a bare rdkafka consumer (the floor the pipeline is compared with), and
+//! produce → tier-change latency at a steady rate.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::event::output::{Cause, TierChanged};
+use crate::time::EventTime;
+
+/// Reads `topics` from the beginning with the service's fetch settings
+/// until `expect` records arrived; returns (records, seconds from the first
+/// record to the last).
+pub fn raw_consume(
+    brokers: &str,
+    topics: &[String],
+    expect: u64,
+    extra: &[(String, String)],
+) -> anyhow::Result<(u64, f64)> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
+        .set("group.id", format!("bench-raw-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "20")
+        .set("fetch.queue.backoff.ms", "20");
+    for (k, v) in extra {
+        cfg.set(k, v);
+    }
+    let consumer: BaseConsumer = cfg.create()?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names)?;
+    let (mut n, mut first, mut bytes) = (0u64, None, 0usize);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while n < expect {
+        anyhow::ensure!(Instant::now() < deadline, "only {n} of {expect} records");
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Instant::now);
+            bytes += m.payload().map_or(0, <[u8]>::len);
+            n += 1;
+        }
+    }
+    let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    std::hint::black_box(bytes);
+    Ok((n, secs))
+}
+
+/// Produce → tier-change latency: sends `rate` form submissions per second
+/// for `seconds` (each a demo request of a fresh contact, which moves it from
+/// cold to warm under the example rules) and times each from its send to the
+/// arrival of the tier change it caused on `output`. Returns the latencies in
+/// milliseconds, sorted.
+pub fn latency(
+    brokers: &str,
+    input: &str,
+    output: &str,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<Vec<f64>> {
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("bench-latency-{}", std::process::id()))
+        .set("auto.offset.reset", "latest")
+        .set("fetch.wait.max.ms", "5")
+        .set("fetch.queue.backoff.ms", "5")
+        .create()?;
+    consumer.subscribe(&[output])?;
+    // Let the reader join before traffic starts.
+    let joined = Instant::now();
+    while consumer.assignment()?.count() == 0 && joined.elapsed() < Duration::from_secs(30) {
+        consumer.poll(Duration::from_millis(50));
+    }
+    let reader = {
+        let (sent, done) = (sent.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut lat = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let Some(Ok(m)) = consumer.poll(Duration::from_millis(20)) else {
+                    continue;
+                };
+                let now = Instant::now();
+                let Some(change) = m
+                    .payload()
+                    .and_then(|p| serde_json::from_slice::<TierChanged>(p).ok())
+                else {
+                    continue;
+                };
+                if let Cause::Event { event_id, .. } = &change.cause {
+                    if let Some(t) = sent.lock().unwrap().remove(event_id) {
+                        lat.push((now - t).as_secs_f64() * 1000.0);
+                    }
+                }
+            }
+            lat
+        })
+    };
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "0")
+        .create()?;
+    let started = Instant::now();
+    let total = rate * seconds;
+    let run = format!("{}", std::process::id());
+    for n in 0..total {
+        let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait); // pacing the load, not synchronisation
+        }
+        let (id, contact) = (format!("lat-{run}-{n}"), format!("lat-{run}-c{n}"));
+        let at = EventTime::from_millis(chrono::Utc::now().timestamp_millis()).to_rfc3339();
+        let payload = format!(
+            r#"{{"event_id":"{id}","contact_id":"{contact}","occurred_at":"{at}","form_id":"demo","fields":{{}}}}"#
+        );
+        sent.lock().unwrap().insert(id, Instant::now());
+        let record = BaseRecord::to(input).key(&contact).payload(&payload);
+        if let Err((e, _)) = producer.send(record) {
+            anyhow::bail!("produce: {e}");
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30))?;
+    // Give the last changes time to arrive.
+    let tail = Instant::now();
+    while !sent.lock().unwrap().is_empty() && tail.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done.store(true, Ordering::Relaxed);
+    let mut lat = reader.join().ok().context("latency reader panicked")?;
+    lat.sort_by(f64::total_cmp);
+    Ok(lat)
+}
