@@ -59,6 +59,8 @@ def main():
     ap.add_argument("--tansu", default=shutil.which("tansu") or os.path.expanduser("~/.cargo/bin/tansu"))
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--state-contacts", type=int, default=1_000_000,
+                    help="contacts in state for the start-up and RSS phase (0: skip)")
     a = ap.parse_args()
     bin_ = os.path.abspath(a.binary)
     work = tempfile.mkdtemp(prefix="leadscore-bench-")
@@ -113,9 +115,33 @@ def main():
                                          "--seconds", str(a.seconds)], check=True, capture_output=True,
                                         text=True).stdout)
         svc.send_signal(signal.SIGTERM); svc.wait(60)
+        state = None
+        if a.state_contacts:
+            cfg3 = os.path.join(work, "state.toml")
+            config(cfg3, brokers, os.path.join(work, "state3"), "bench-state")
+            t0 = time.time()
+            fill = json.loads(subprocess.run([bin_, "bench-fill-state", "--config", cfg3, "--contacts",
+                                              str(a.state_contacts)], check=True, capture_output=True,
+                                             text=True).stdout)
+            fill_s = time.time() - t0
+            log3 = os.path.join(work, "state.log")
+            t0 = time.time()
+            svc = subprocess.Popen([bin_, "run", "--config", cfg3, "--idle-exit", "3s"], stdout=subprocess.DEVNULL,
+                                   stderr=open(log3, "w"), env={**os.environ, "NO_COLOR": "1"})
+            ready_s = None
+            while ready_s is None and svc.poll() is None:
+                if "ready" in open(log3).read():
+                    ready_s = time.time() - t0
+                time.sleep(0.01)
+            _, status, usage = os.wait4(svc.pid, 0)
+            m = re.search(r"consumed: (\d+)", open(log3).read())
+            state = {**fill, "fill_seconds": round(fill_s, 1), "start_to_ready_seconds": round(ready_s or -1, 2),
+                     "then_consumed": int(m.group(1)) if m else None,
+                     "peak_rss_mib": round(usage.ru_maxrss / 1024)}
         result = {"events": a.events, "contacts": a.contacts, "raw_consume": raw, "pipeline": pipeline,
                   "ratio": round(pipeline["per_second"] / raw["per_second"], 2),
-                  "latency_at_rate": {"rate": a.rate, "seconds": a.seconds, **lat}}
+                  "latency_at_rate": {"rate": a.rate, "seconds": a.seconds, **lat},
+                  "state_phase": state}
         print(json.dumps(result, indent=2))
     finally:
         tansu.terminate(); tansu.wait()

@@ -38,6 +38,17 @@ pub fn run(cli: Cli) -> ExitCode {
                 );
             }),
         ),
+        Command::BenchFillState {
+            config,
+            contacts,
+            days,
+        } => match load_service_config(Some(&config)) {
+            Ok((config, rules)) => report_io(
+                crate::service::bench::fill_state(&config, rules, contacts, days)
+                    .map(|(c, t)| println!("{{\"contacts\": {c}, \"timers\": {t}}}")),
+            ),
+            Err(code) => code,
+        },
         Command::BenchLatency {
             brokers,
             input,

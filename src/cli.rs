@@ -47,6 +47,16 @@ pub enum Command {
         #[arg(long)]
         expect: u64,
     },
+    /// Benchmark helper: fill a state directory with N contacts (one event each).
+    #[command(hide = true)]
+    BenchFillState {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        contacts: u64,
+        #[arg(long, default_value_t = 20.0)]
+        days: f64,
+    },
     /// Benchmark helper: produce → tier-change latency at a steady rate.
     #[command(hide = true)]
     BenchLatency {

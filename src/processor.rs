@@ -310,6 +310,9 @@ impl<S: StateStore> Processor<S> {
 
     /// Deletes published entries from the outbox.
     pub fn published(&self, done: &[(u32, u64)]) -> Result<(), ProcessError> {
+        if done.is_empty() {
+            return Ok(());
+        }
         let mut batch = Batch::default();
         for (partition, seq) in done {
             batch.delete_outbox(*partition, *seq);

@@ -107,7 +107,7 @@ pub fn latency(
     };
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("linger.ms", "0")
+        .set("linger.ms", "5")
         .create()?;
     let started = Instant::now();
     let total = rate * seconds;
@@ -139,4 +139,79 @@ pub fn latency(
     let mut lat = reader.join().ok().context("latency reader panicked")?;
     lat.sort_by(f64::total_cmp);
     Ok(lat)
+}
+
+/// Fills the state directory of `config` with `contacts` contacts (one
+/// synthetic event each, through the processor as the service would apply
+/// it, events spread over the last `days`), for start-up and memory
+/// measurements. Returns (contacts, pending timers).
+pub fn fill_state(
+    config: &crate::config::Config,
+    rules: crate::rules::RuleSet,
+    contacts: u64,
+    days: f64,
+) -> anyhow::Result<(u64, u64)> {
+    use crate::processor::{InputRecord, Processor};
+    use crate::state::{RocksStateStore, StateStore};
+
+    let store = Arc::new(RocksStateStore::open(
+        &config.state.dir,
+        config.memory_budget(),
+    )?);
+    // Offsets go under topics of their own, so the service still reads the
+    // real input topics from their beginning.
+    let mut settings = super::processor_settings(config);
+    settings.topics = crate::event::TopicMap::new(
+        "fill-page-visits",
+        "fill-email-clicks",
+        "fill-form-submissions",
+        "fill-purchases",
+    );
+    let engine = crate::scoring::Engine::new(rules, settings.dedupe_window_ms);
+    let mut processor = Processor::new(engine, store.clone(), settings);
+    let now = super::wall_now();
+    let partitions = super::embedded::PARTITIONS as u32;
+    for p in 0..partitions {
+        processor.assign(p, now)?;
+    }
+    let span = (days * 86_400_000.0) as i64;
+    let mut batch = Vec::with_capacity(1000);
+    let mut offsets = vec![0i64; partitions as usize];
+    for i in 0..contacts {
+        let contact = format!("c-{i:06}");
+        let at = EventTime::from_millis(
+            now.millis() - span + (span as i128 * i as i128 / contacts.max(1) as i128) as i64,
+        );
+        // A demo request: warm now, and a pending decay back to cold.
+        let payload = format!(
+            r#"{{"event_id":"fill-{i}","contact_id":"{contact}","occurred_at":"{}","form_id":"demo","fields":{{"title":"cto"}}}}"#,
+            at.to_rfc3339()
+        );
+        let partition = (crate::dedupe::digest(&contact) % u64::from(partitions)) as u32;
+        offsets[partition as usize] += 1;
+        batch.push(InputRecord {
+            topic: "fill-form-submissions".into(),
+            partition,
+            offset: offsets[partition as usize],
+            key: Some(contact.into_bytes()),
+            payload: Some(payload.into_bytes()),
+        });
+        if batch.len() == 1000 {
+            let out = processor.process(&batch, now)?;
+            let done: Vec<(u32, u64)> = out.iter().map(|(p, s, _)| (*p, *s)).collect();
+            processor.published(&done)?;
+            batch.clear();
+        }
+        if i % 100_000 == 0 && i > 0 {
+            eprintln!("fill: {i} contacts");
+        }
+    }
+    let out = processor.process(&batch, now)?;
+    let done: Vec<(u32, u64)> = out.iter().map(|(p, s, _)| (*p, *s)).collect();
+    processor.published(&done)?;
+    let mut timers = 0;
+    for p in 0..partitions {
+        timers += store.timers_before(p, EventTime::MAX, usize::MAX)?.len() as u64;
+    }
+    Ok((contacts, timers))
 }
