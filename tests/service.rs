@@ -817,3 +817,85 @@ fn graceful_shutdown_on_real_broker() {
 fn timer_due_while_down_on_real_broker() {
     timer_while_down(Broker::real());
 }
+
+// --- the embedded default ----------------------------------------------------
+
+#[test]
+fn run_with_no_configuration_starts_an_embedded_broker_and_scores_what_is_produced() {
+    let dir = TempDir::new().unwrap();
+    let log = dir.path().join("service.log");
+    let _show = ShowLogOnFailure(log.clone());
+    let mut child = Command::new(bin())
+        .arg("run")
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut banner).unwrap();
+    let address = banner
+        .split("embedded Kafka broker at ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .trim()
+        .to_string();
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    wait_log(&log, "ready");
+    // Recent events: the wall clock scores them as they are now.
+    let events = dir.path().join("events.jsonl");
+    let start = EventTime::from_millis(chrono::Utc::now().timestamp_millis() - 86_400_000);
+    run_bin(&[
+        "gen",
+        "--events",
+        "500",
+        "--contacts",
+        "20",
+        "--days",
+        "0.9",
+        "--start",
+        &start.to_rfc3339(),
+        "--out",
+        events.to_str().unwrap(),
+    ]);
+    run_bin(&[
+        "produce",
+        "--brokers",
+        &address,
+        "--file",
+        events.to_str().unwrap(),
+    ]);
+    let broker = Broker {
+        bootstrap: address,
+        prefix: String::new(),
+        _mock: None,
+    };
+    wait_count(&broker, "lead-score-events", 1, &log);
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30), &log), 0);
+    assert!(
+        dir.path().join("leadscore-data").is_dir(),
+        "state in the default directory"
+    );
+}
+
+#[test]
+fn demo_prints_tier_changes_as_they_happen() {
+    let out = Command::new(bin())
+        .args(["demo", "--duration", "4s", "--rate", "300", "--speed", "1d"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let changes = text.lines().filter(|l| l.contains(" -> ")).count();
+    assert!(changes > 0, "{text}");
+    assert!(text.contains("tier changes published"), "{text}");
+}
