@@ -899,3 +899,49 @@ fn demo_prints_tier_changes_as_they_happen() {
     assert!(changes > 0, "{text}");
     assert!(text.contains("tier changes published"), "{text}");
 }
+
+// --- faults ------------------------------------------------------------------
+
+#[test]
+fn an_unreachable_broker_is_retried_and_logged_not_fatal() {
+    let dir = TempDir::new().unwrap();
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = nobody.local_addr().unwrap().to_string();
+    drop(nobody); // nothing listens there now
+    let broker = Broker {
+        bootstrap: address,
+        prefix: String::new(),
+        _mock: None,
+    };
+    let rules = root().join("examples/rules.toml");
+    let config = write_config(dir.path(), &broker, "wall", &rules, "");
+    let log = dir.path().join("service.log");
+    let _show = ShowLogOnFailure(log.clone());
+    let mut child = spawn(&config, &[], &log);
+    wait_log(&log, "retrying with backoff");
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(40), &log), 0);
+}
+
+#[test]
+fn a_corrupt_state_directory_stops_the_service_with_a_clear_error() {
+    let dir = TempDir::new().unwrap();
+    let broker = Broker::mock();
+    let rules = root().join("examples/rules.toml");
+    let config = write_config(dir.path(), &broker, "wall", &rules, "");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("CURRENT"), "MANIFEST-000042\n").unwrap();
+    let out = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("opening state in") && stderr.contains(state.to_str().unwrap()),
+        "{stderr}"
+    );
+}
