@@ -945,3 +945,39 @@ fn a_corrupt_state_directory_stops_the_service_with_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+#[ignore = "mounts a 4 MiB tmpfs: needs root (scripts/test.sh runs it where allowed)"]
+fn a_full_disk_stops_the_service_with_a_clear_error() {
+    let dir = TempDir::new().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount needs root");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let broker = Broker::mock();
+    let rules = root().join("examples/rules.toml");
+    let config = write_config(dir.path(), &broker, "event", &rules, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("dir = \"{}\"", dir.path().join("state").display()),
+        &format!("dir = \"{}\"", small.join("state").display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    broker.produce(&oracle_stream(dir.path(), 60_000));
+    let log = dir.path().join("service.log");
+    let _show = ShowLogOnFailure(log.clone());
+    let mut child = spawn(&config, &[], &log);
+    assert_eq!(wait_exit(&mut child, DEADLINE, &log), 1);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("No space left on device"), "{text}");
+}
