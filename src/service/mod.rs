@@ -270,7 +270,15 @@ impl Service<'_> {
                 self.processor.published(&done)?;
                 continue;
             }
-            let timeout = self.poll_timeout();
+            // With a batch open, take only what is already fetched: the batch
+            // is applied as soon as the local queue runs dry (low latency),
+            // and grows up to batch.max_events / max_wait under load.
+            let timeout = if self.batch.is_empty() {
+                self.poll_timeout()
+            } else {
+                Duration::ZERO
+            };
+            let mut drained = true;
             match self.consumer.poll(timeout) {
                 Some(Ok(msg)) => {
                     let rec = InputRecord {
@@ -281,6 +289,7 @@ impl Service<'_> {
                         payload: msg.payload().map(<[u8]>::to_vec),
                     };
                     drop(msg);
+                    drained = false;
                     self.last_input = Instant::now();
                     self.busy.get_or_insert((self.last_input, self.last_input));
                     self.take(rec);
@@ -290,7 +299,7 @@ impl Service<'_> {
             }
             self.rebalances()?;
             self.release();
-            self.step(false)?;
+            self.step(drained)?;
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = Instant::now();
                 let s = &self.processor.stats;
