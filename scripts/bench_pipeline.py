@@ -115,6 +115,10 @@ def main():
                                          "--seconds", str(a.seconds)], check=True, capture_output=True,
                                         text=True).stdout)
         svc.send_signal(signal.SIGTERM); svc.wait(60)
+        # The broker's own produce → consume round trip at the same rate (no leadscore).
+        floor = json.loads(subprocess.run([bin_, "bench-latency", "--brokers", brokers, "--rate", str(a.rate),
+                                           "--seconds", str(a.seconds), "--input", "purchases", "--output",
+                                           "purchases"], check=True, capture_output=True, text=True).stdout)
         state = None
         if a.state_contacts:
             cfg3 = os.path.join(work, "state.toml")
@@ -141,6 +145,7 @@ def main():
         result = {"events": a.events, "contacts": a.contacts, "raw_consume": raw, "pipeline": pipeline,
                   "ratio": round(pipeline["per_second"] / raw["per_second"], 2),
                   "latency_at_rate": {"rate": a.rate, "seconds": a.seconds, **lat},
+                  "broker_round_trip_at_rate": floor,
                   "state_phase": state}
         print(json.dumps(result, indent=2))
     finally:

@@ -57,8 +57,9 @@ pub fn raw_consume(
 /// Produce → tier-change latency: sends `rate` form submissions per second
 /// for `seconds` (each a demo request of a fresh contact, which moves it from
 /// cold to warm under the example rules) and times each from its send to the
-/// arrival of the tier change it caused on `output`. Returns the latencies in
-/// milliseconds, sorted.
+/// arrival of the tier change it caused on `output` (with `output` equal to
+/// `input`: of the event itself, the broker's own round trip). Returns the
+/// latencies in milliseconds, sorted.
 pub fn latency(
     brokers: &str,
     input: &str,
@@ -90,16 +91,22 @@ pub fn latency(
                     continue;
                 };
                 let now = Instant::now();
-                let Some(change) = m
-                    .payload()
-                    .and_then(|p| serde_json::from_slice::<TierChanged>(p).ok())
-                else {
-                    continue;
+                let Some(payload) = m.payload() else { continue };
+                // A tier change names its cause; with `output` = `input` (the
+                // broker's own round trip) the record is the event itself.
+                let id = match serde_json::from_slice::<TierChanged>(payload) {
+                    Ok(TierChanged {
+                        cause: Cause::Event { event_id, .. },
+                        ..
+                    }) => event_id,
+                    Ok(_) => continue,
+                    Err(_) => match serde_json::from_slice::<serde_json::Value>(payload) {
+                        Ok(v) => v["event_id"].as_str().unwrap_or_default().to_string(),
+                        Err(_) => continue,
+                    },
                 };
-                if let Cause::Event { event_id, .. } = &change.cause {
-                    if let Some(t) = sent.lock().unwrap().remove(event_id) {
-                        lat.push((now - t).as_secs_f64() * 1000.0);
-                    }
+                if let Some(t) = sent.lock().unwrap().remove(&id) {
+                    lat.push((now - t).as_secs_f64() * 1000.0);
                 }
             }
             lat
