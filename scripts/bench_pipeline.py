@@ -6,7 +6,7 @@ In one run, on the same topics:
   2. pipeline: `leadscore run` consumes, scores, writes RocksDB and publishes,
                stopping once idle (`--idle-exit`); its rate is records over the
                time from the first record received to the last batch applied;
-  3. latency:  a fresh service; events produced at a steady rate, each timed from
+  0. latency:  first, on topics of its own; a fresh service; events produced at a steady rate, each timed from
                send to the arrival of the tier change it causes (p50/p99).
 Peak RSS of the pipeline process comes from wait4().
 
@@ -34,7 +34,7 @@ def wait_port(port, proc, limit=30):
     sys.exit("tansu did not start")
 
 
-def config(path, brokers, state, group, extra=""):
+def config(path, brokers, state, group, extra="", topics=""):
     with open(path, "w") as f:
         f.write(f'''rules = "{os.path.abspath("examples/rules.toml")}"
 [kafka]
@@ -44,6 +44,13 @@ group_id = "{group}"
 "fetch.wait.max.ms" = "10"
 "fetch.queue.backoff.ms" = "10"
 {extra}
+[topics]
+page_visits = "{topics}page-visits"
+email = "{topics}email-clicks"
+forms = "{topics}form-submissions"
+purchases = "{topics}purchases"
+output = "{topics}lead-score-events"
+dead_letter = "{topics}lead-score-dlq"
 [state]
 dir = "{state}"
 [http]
@@ -71,9 +78,33 @@ def main():
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, tansu)
-        for t in INPUTS + ["lead-score-events", "lead-score-dlq"]:
+        names = INPUTS + ["lead-score-events", "lead-score-dlq"]
+        for t in names + ["lat-" + n for n in names]:
             subprocess.run([a.tansu, "topic", "create", "--broker", f"tcp://{brokers}", t,
                             "--partitions", "4"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Latency first, on topics of its own, while the broker's storage is small
+        # (Tansu's SQLite engine slows down as it fills).
+        cfg2 = os.path.join(work, "latency.toml")
+        # Starts at the end of the topics: only the paced traffic is measured.
+        config(cfg2, brokers, os.path.join(work, "state2"), "bench-latency-svc", '"auto.offset.reset" = "latest"',
+               topics="lat-")
+        log2 = os.path.join(work, "latency.log")
+        svc = subprocess.Popen([bin_, "run", "--config", cfg2], stdout=subprocess.DEVNULL,
+                               stderr=open(log2, "w"), env={**os.environ, "NO_COLOR": "1"})
+        end = time.time() + 60
+        while "ready" not in open(log2).read():
+            if time.time() > end or svc.poll() is not None:
+                sys.exit("latency service not ready:\n" + open(log2).read()[-3000:])
+            time.sleep(0.1)
+        lat = json.loads(subprocess.run([bin_, "bench-latency", "--brokers", brokers, "--rate", str(a.rate),
+                                         "--seconds", str(a.seconds), "--input", "lat-form-submissions",
+                                         "--output", "lat-lead-score-events"], check=True, capture_output=True,
+                                        text=True).stdout)
+        svc.send_signal(signal.SIGTERM); svc.wait(60)
+        # The broker's own produce → consume round trip at the same rate (no leadscore).
+        floor = json.loads(subprocess.run([bin_, "bench-latency", "--brokers", brokers, "--rate", str(a.rate),
+                                           "--seconds", str(a.seconds), "--input", "lat-purchases", "--output",
+                                           "lat-purchases"], check=True, capture_output=True, text=True).stdout)
         events = os.path.join(work, "events.jsonl")
         subprocess.run([bin_, "gen", "--events", str(a.events), "--contacts", str(a.contacts),
                         "--late-percent", "0", "--out", events], check=True)
@@ -100,25 +131,6 @@ def main():
         pipeline = {"records": consumed, "seconds": busy_ms / 1000, "per_second": round(consumed / (busy_ms / 1000)),
                     "peak_rss_mib": round(usage.ru_maxrss / 1024)}
 
-        cfg2 = os.path.join(work, "latency.toml")
-        # Starts at the end of the topics: only the paced traffic is measured.
-        config(cfg2, brokers, os.path.join(work, "state2"), "bench-latency-svc", '"auto.offset.reset" = "latest"')
-        log2 = os.path.join(work, "latency.log")
-        svc = subprocess.Popen([bin_, "run", "--config", cfg2], stdout=subprocess.DEVNULL,
-                               stderr=open(log2, "w"), env={**os.environ, "NO_COLOR": "1"})
-        end = time.time() + 60
-        while "ready" not in open(log2).read():
-            if time.time() > end or svc.poll() is not None:
-                sys.exit("latency service not ready:\n" + open(log2).read()[-3000:])
-            time.sleep(0.1)
-        lat = json.loads(subprocess.run([bin_, "bench-latency", "--brokers", brokers, "--rate", str(a.rate),
-                                         "--seconds", str(a.seconds)], check=True, capture_output=True,
-                                        text=True).stdout)
-        svc.send_signal(signal.SIGTERM); svc.wait(60)
-        # The broker's own produce → consume round trip at the same rate (no leadscore).
-        floor = json.loads(subprocess.run([bin_, "bench-latency", "--brokers", brokers, "--rate", str(a.rate),
-                                           "--seconds", str(a.seconds), "--input", "purchases", "--output",
-                                           "purchases"], check=True, capture_output=True, text=True).stdout)
         state = None
         if a.state_contacts:
             cfg3 = os.path.join(work, "state.toml")

@@ -55,21 +55,23 @@ pub fn run(cli: Cli) -> ExitCode {
             output,
             rate,
             seconds,
+            linger_ms,
         } => report_io(
-            crate::service::bench::latency(&brokers, &input, &output, rate, seconds).map(|lat| {
-                let q = |p: f64| {
-                    lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
-                        .copied()
-                        .unwrap_or(f64::NAN)
-                };
-                println!(
+            crate::service::bench::latency(&brokers, &input, &output, rate, seconds, linger_ms)
+                .map(|lat| {
+                    let q = |p: f64| {
+                        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+                            .copied()
+                            .unwrap_or(f64::NAN)
+                    };
+                    println!(
                     "{{\"changes\": {}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}, \"max_ms\": {:.1}}}",
                     lat.len(),
                     q(0.5),
                     q(0.99),
                     q(1.0)
                 );
-            }),
+                }),
         ),
     }
 }

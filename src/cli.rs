@@ -70,6 +70,9 @@ pub enum Command {
         rate: u64,
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+        /// The load producer's linger.ms (how it batches).
+        #[arg(long, default_value_t = 5)]
+        linger_ms: u64,
     },
 }
 

@@ -66,6 +66,7 @@ pub fn latency(
     output: &str,
     rate: u64,
     seconds: u64,
+    linger_ms: u64,
 ) -> anyhow::Result<Vec<f64>> {
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
@@ -114,7 +115,7 @@ pub fn latency(
     };
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5")
+        .set("linger.ms", linger_ms.to_string())
         .create()?;
     let started = Instant::now();
     let total = rate * seconds;
