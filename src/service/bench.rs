@@ -54,9 +54,10 @@ pub fn raw_consume(
     Ok((n, secs))
 }
 
-/// Produce → tier-change latency: sends `rate` form submissions per second
-/// for `seconds` (each a demo request of a fresh contact, which moves it from
-/// cold to warm under the example rules) and times each from its send to the
+/// Produce → tier-change latency: sends `rate` events per second for
+/// `seconds`: one in ten a demo request of a fresh contact on `input` (which
+/// moves it from cold to warm under the example rules), the others blog
+/// visits on the matching page-visits topic (no change) and times each from its send to the
 /// arrival of the tier change it caused on `output` (with `output` equal to
 /// `input`: of the event itself, the broker's own round trip). Returns the
 /// latencies in milliseconds, sorted.
@@ -119,19 +120,34 @@ pub fn latency(
         .create()?;
     let started = Instant::now();
     let total = rate * seconds;
+    // With `output` = `input` (the broker's round trip) every event is timed.
+    let echo = input == output;
+    let visits = input.replace("form-submissions", "page-visits");
     let run = format!("{}", std::process::id());
     for n in 0..total {
         let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait); // pacing the load, not synchronisation
         }
-        let (id, contact) = (format!("lat-{run}-{n}"), format!("lat-{run}-c{n}"));
         let at = EventTime::from_millis(chrono::Utc::now().timestamp_millis()).to_rfc3339();
-        let payload = format!(
-            r#"{{"event_id":"{id}","contact_id":"{contact}","occurred_at":"{at}","form_id":"demo","fields":{{}}}}"#
-        );
-        sent.lock().unwrap().insert(id, Instant::now());
-        let record = BaseRecord::to(input).key(&contact).payload(&payload);
+        let id = format!("lat-{run}-{n}");
+        // One event in ten is a demo request of a new contact (a tier change,
+        // timed); the others are blog visits of known contacts (no change).
+        let (topic, contact, payload) = if echo || n % 10 == 0 {
+            let contact = format!("lat-{run}-c{n}");
+            let payload = format!(
+                r#"{{"event_id":"{id}","contact_id":"{contact}","occurred_at":"{at}","form_id":"demo","fields":{{}}}}"#
+            );
+            sent.lock().unwrap().insert(id, Instant::now());
+            (input, contact, payload)
+        } else {
+            let contact = format!("lat-{run}-c{}", n / 10 * 10);
+            let payload = format!(
+                r#"{{"event_id":"{id}","contact_id":"{contact}","occurred_at":"{at}","url":"https://app.example/blog/decay-scoring"}}"#
+            );
+            (visits.as_str(), contact, payload)
+        };
+        let record = BaseRecord::to(topic).key(&contact).payload(&payload);
         if let Err((e, _)) = producer.send(record) {
             anyhow::bail!("produce: {e}");
         }
