@@ -274,14 +274,11 @@ fn scores(args: &ScoresArgs) -> ExitCode {
         Err(code) => return code,
     };
     let result = (|| -> anyhow::Result<()> {
-        let store = std::sync::Arc::new(
-            crate::state::RocksStateStore::open(&config.state.dir, config.memory_budget())
-                .with_context(|| format!("opening state in {}", config.state.dir.display()))?,
-        );
-        let settings = crate::service::processor_settings(&config);
-        let engine = Engine::new(rules, settings.dedupe_window_ms);
+        let store = crate::state::RocksStateStore::open(&config.state.dir, config.memory_budget())
+            .with_context(|| format!("opening state in {}", config.state.dir.display()))?;
+        let engine = Engine::new(rules, config.dedupe_window.as_millis() as i64);
         let mut out = BufWriter::new(io::stdout().lock());
-        crate::service::scores::write_scores(store, engine, settings, &mut out)?;
+        crate::service::scores::write_scores(&store, &engine, &mut out)?;
         out.flush().context("writing scores")
     })();
     report_io(result)

@@ -187,7 +187,5 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 /// Parses a humantime duration (`30d`, `5m`, `1s`) into milliseconds.
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
-    humantime::parse_duration(s)
-        .map(|d| d.as_millis().min(i64::MAX as u128) as i64)
-        .map_err(|e| format!("`{s}` is not a duration: {e}"))
+    parse_duration(s).map(|d| d.as_millis().min(i64::MAX as u128) as i64)
 }

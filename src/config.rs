@@ -133,6 +133,21 @@ impl Default for KafkaConfig {
     }
 }
 
+impl TopicsConfig {
+    /// Every topic with its configuration key: the four inputs, then output
+    /// and dead letters.
+    pub fn keyed(&self) -> [(&'static str, &String); 6] {
+        [
+            ("topics.page_visits", &self.page_visits),
+            ("topics.email", &self.email),
+            ("topics.forms", &self.forms),
+            ("topics.purchases", &self.purchases),
+            ("topics.output", &self.output),
+            ("topics.dead_letter", &self.dead_letter),
+        ]
+    }
+}
+
 impl Default for TopicsConfig {
     fn default() -> Self {
         TopicsConfig {
@@ -238,15 +253,7 @@ impl Config {
         if self.kafka.group_id.trim().is_empty() {
             return invalid("kafka.group_id", "must not be empty".into());
         }
-        let t = &self.topics;
-        let topics = [
-            ("topics.page_visits", &t.page_visits),
-            ("topics.email", &t.email),
-            ("topics.forms", &t.forms),
-            ("topics.purchases", &t.purchases),
-            ("topics.output", &t.output),
-            ("topics.dead_letter", &t.dead_letter),
-        ];
+        let topics = self.topics.keyed();
         for (i, (key, name)) in topics.iter().enumerate() {
             if name.is_empty()
                 || name.len() > 249

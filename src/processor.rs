@@ -129,14 +129,6 @@ impl<S: StateStore> Processor<S> {
         }
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
-    pub fn settings(&self) -> &ProcessorSettings {
-        &self.settings
-    }
-
     /// Timers in the in-memory wheels.
     pub fn timers_loaded(&self) -> usize {
         self.partitions.values().map(|i| i.wheel.len()).sum()
@@ -185,10 +177,7 @@ impl<S: StateStore> Processor<S> {
                 Ok((topic, at))
             })
             .collect::<Result<Vec<_>, ProcessError>>()?;
-        let saved_clock = self
-            .store
-            .offset(partition, CLOCK_KEY)?
-            .map_or(EventTime::MIN, EventTime::from_millis);
+        let saved_clock = stored_clock(&*self.store, partition)?;
         let clock = if self.settings.event_clock {
             saved_clock
         } else {
@@ -218,17 +207,22 @@ impl<S: StateStore> Processor<S> {
         self.partitions.remove(&partition);
     }
 
-    /// Loads timers due before `now + horizon` from the index, if the wheel
-    /// holds less than half a horizon ahead of `now`.
+    /// Whether the wheel of `partition` holds less than half a horizon ahead of `now`.
+    fn needs_refill(&self, partition: u32, now: EventTime) -> Result<bool, ProcessError> {
+        let info = self
+            .partitions
+            .get(&partition)
+            .ok_or(ProcessError::NotAssigned(partition))?;
+        Ok(info.loaded_until < now.plus_millis(self.settings.timer_horizon_ms / 2))
+    }
+
+    /// Loads the timers due in `[loaded until, now + horizon)` from the index.
     fn refill(&mut self, partition: u32, now: EventTime) -> Result<(), ProcessError> {
         let horizon = self.settings.timer_horizon_ms;
         let info = self
             .partitions
             .get_mut(&partition)
             .ok_or(ProcessError::NotAssigned(partition))?;
-        if info.loaded_until >= now.plus_millis(horizon / 2) {
-            return Ok(());
-        }
         let from = info.loaded_until;
         let until = now.plus_millis(horizon);
         info.loaded_until = until;
@@ -358,7 +352,12 @@ impl<'p, S: StateStore> Step<'p, S> {
             self.p.stats.redelivered += 1;
             return Ok(());
         }
-        info.next_offsets.insert(rec.topic.clone(), rec.offset + 1);
+        match info.next_offsets.get_mut(&rec.topic) {
+            Some(next) => *next = rec.offset + 1,
+            None => {
+                info.next_offsets.insert(rec.topic.clone(), rec.offset + 1);
+            }
+        }
         let target = match (&event, event_clock) {
             (Ok(e), true) => e.occurred_at,
             (Err(_), true) => info.clock,
@@ -408,12 +407,7 @@ impl<'p, S: StateStore> Step<'p, S> {
     /// Fires the timers of `partition` due at or before `now`, in time order,
     /// including those the firing itself sets within that range.
     fn advance(&mut self, partition: u32, now: EventTime) -> Result<(), ProcessError> {
-        let stale = {
-            let horizon = self.p.settings.timer_horizon_ms;
-            let info = self.info(partition)?;
-            info.loaded_until < now.plus_millis(horizon / 2)
-        };
-        if stale {
+        if self.p.needs_refill(partition, now)? {
             // The index must hold this step's timers before it is read.
             self.flush()?;
             self.p.refill(partition, now)?;
@@ -567,6 +561,13 @@ impl<'p, S: StateStore> Step<'p, S> {
         self.flush()?;
         Ok(self.out)
     }
+}
+
+/// The clock a partition's state was last written at (`MIN` if never).
+pub fn stored_clock<S: StateStore>(store: &S, partition: u32) -> Result<EventTime, StoreError> {
+    Ok(store
+        .offset(partition, CLOCK_KEY)?
+        .map_or(EventTime::MIN, EventTime::from_millis))
 }
 
 /// A contact's state for this step: from the step's own changes, else the store, else new.

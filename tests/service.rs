@@ -759,63 +759,31 @@ points = 100
     assert_eq!(got, down, "fired on start with its original instant");
 }
 
-// --- on the mock cluster -----------------------------------------------------
+// --- each scenario on the mock cluster and on a real broker -------------------
 
-#[test]
-fn pipeline_on_mock_cluster() {
-    pipeline(Broker::mock());
+/// Declares, per scenario, a test on the mock cluster and one on the real
+/// broker (Tansu in .ci/run), the latter ignored unless one is named.
+macro_rules! on_both_brokers {
+    ($($scenario:ident: $mock:ident, $real:ident;)*) => {$(
+        #[test]
+        fn $mock() {
+            $scenario(Broker::mock());
+        }
+
+        #[test]
+        #[ignore = "needs a real Kafka broker: set LEADSCORE_TEST_BROKER (.ci/run starts Tansu)"]
+        fn $real() {
+            $scenario(Broker::real());
+        }
+    )*};
 }
 
-#[test]
-fn oracle_on_mock_cluster() {
-    oracle(Broker::mock());
-}
-
-#[test]
-fn crash_safety_on_mock_cluster() {
-    crash_safety(Broker::mock());
-}
-
-#[test]
-fn graceful_shutdown_on_mock_cluster() {
-    graceful_shutdown(Broker::mock());
-}
-
-#[test]
-fn timer_due_while_down_on_mock_cluster() {
-    timer_while_down(Broker::mock());
-}
-
-// --- on a real broker (Tansu in .ci/run) -------------------------------------
-
-#[test]
-#[ignore = "needs a real Kafka broker: set LEADSCORE_TEST_BROKER (.ci/run starts Tansu)"]
-fn pipeline_on_real_broker() {
-    pipeline(Broker::real());
-}
-
-#[test]
-#[ignore = "needs a real Kafka broker: set LEADSCORE_TEST_BROKER (.ci/run starts Tansu)"]
-fn oracle_on_real_broker() {
-    oracle(Broker::real());
-}
-
-#[test]
-#[ignore = "needs a real Kafka broker: set LEADSCORE_TEST_BROKER (.ci/run starts Tansu)"]
-fn crash_safety_on_real_broker() {
-    crash_safety(Broker::real());
-}
-
-#[test]
-#[ignore = "needs a real Kafka broker: set LEADSCORE_TEST_BROKER (.ci/run starts Tansu)"]
-fn graceful_shutdown_on_real_broker() {
-    graceful_shutdown(Broker::real());
-}
-
-#[test]
-#[ignore = "needs a real Kafka broker: set LEADSCORE_TEST_BROKER (.ci/run starts Tansu)"]
-fn timer_due_while_down_on_real_broker() {
-    timer_while_down(Broker::real());
+on_both_brokers! {
+    pipeline: pipeline_on_mock_cluster, pipeline_on_real_broker;
+    oracle: oracle_on_mock_cluster, oracle_on_real_broker;
+    crash_safety: crash_safety_on_mock_cluster, crash_safety_on_real_broker;
+    graceful_shutdown: graceful_shutdown_on_mock_cluster, graceful_shutdown_on_real_broker;
+    timer_while_down: timer_due_while_down_on_mock_cluster, timer_due_while_down_on_real_broker;
 }
 
 // --- the embedded default ----------------------------------------------------

@@ -167,15 +167,17 @@ impl<S: StateStore> ConsumerContext for ConsumerCtx<S> {
                     self.push(Rebalance::Failed(e));
                     return;
                 }
-                info!(partitions = ?Self::partitions(tpl), "assigned");
+                let partitions = Self::partitions(tpl);
+                info!(?partitions, "assigned");
                 if let Err(e) = consumer.assign(tpl) {
                     error!("assign failed: {e}");
                 }
-                self.push(Rebalance::Assigned(Self::partitions(tpl)));
+                self.push(Rebalance::Assigned(partitions));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                info!(partitions = ?Self::partitions(tpl), "revoked");
-                self.push(Rebalance::Revoked(Self::partitions(tpl)));
+                let partitions = Self::partitions(tpl);
+                info!(?partitions, "revoked");
+                self.push(Rebalance::Revoked(partitions));
                 if let Err(e) = consumer.unassign() {
                     error!("unassign failed: {e}");
                 }

@@ -158,9 +158,14 @@ mod tests {
             .collect()
     }
 
+    /// Topics `a` and `b`, one second of idle allowance.
+    fn two_topics() -> Merger {
+        Merger::new(vec!["a".into(), "b".into()], Duration::from_secs(1))
+    }
+
     #[test]
     fn records_leave_in_time_order_once_every_topic_has_one() {
-        let mut m = Merger::new(vec!["a".into(), "b".into()], Duration::from_secs(1));
+        let mut m = two_topics();
         let t0 = Instant::now();
         m.push(rec("a", 0, 0, "2026-01-01T00:00:02Z"));
         m.push(rec("a", 0, 1, "2026-01-01T00:00:04Z"));
@@ -180,7 +185,7 @@ mod tests {
 
     #[test]
     fn an_idle_topic_holds_the_merge_for_at_most_max_idle() {
-        let mut m = Merger::new(vec!["a".into(), "b".into()], Duration::from_secs(1));
+        let mut m = two_topics();
         let t0 = Instant::now();
         m.push(rec("a", 3, 0, "2026-01-01T00:00:02Z"));
         let mut out = Vec::new();
@@ -195,7 +200,7 @@ mod tests {
 
     #[test]
     fn partitions_merge_independently_and_can_be_dropped() {
-        let mut m = Merger::new(vec!["a".into(), "b".into()], Duration::from_secs(1));
+        let mut m = two_topics();
         let t0 = Instant::now();
         m.push(rec("a", 0, 0, "2026-01-01T00:00:02Z"));
         m.push(rec("a", 1, 0, "2026-01-01T00:00:01Z"));

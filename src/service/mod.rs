@@ -18,7 +18,6 @@ pub mod produce;
 pub mod scores;
 pub mod sink;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,16 +106,7 @@ pub fn serve(
     let stop = Arc::new(AtomicBool::new(false));
     runtime.spawn(stop_on_signal(stop.clone()));
     let embedded = if config.embedded_broker() {
-        let t = &config.topics;
-        let topics = [
-            &t.page_visits,
-            &t.email,
-            &t.forms,
-            &t.purchases,
-            &t.output,
-            &t.dead_letter,
-        ]
-        .map(|s| s.to_string());
+        let topics = config.topics.keyed().map(|(_, name)| name.clone());
         let broker = embedded::EmbeddedBroker::start(&topics, embedded::PARTITIONS)?;
         print_embedded_banner(broker.bootstrap(), &topics);
         Some(broker)
@@ -334,23 +324,24 @@ impl Service<'_> {
             .unwrap_or(EventTime::MIN)
             .max(wall_now());
         let event = self.processor.decode(&rec, now);
-        let (topic, partition) = (rec.topic.clone(), rec.partition);
-        let direct = match &mut self.merger {
-            Some(m) => m.push((rec, event)),
-            None => Some((rec, event)),
+        let Some(m) = &mut self.merger else {
+            self.push_batch((rec, event));
+            return;
         };
-        if let Some(item) = direct {
-            self.batch.push(item);
-            self.batch_started.get_or_insert_with(Instant::now);
+        let pause = (m.queued(&rec.topic, rec.partition) + 1 >= merge::PAUSE_AT)
+            .then(|| (rec.topic.clone(), rec.partition));
+        if let Some(item) = m.push((rec, event)) {
+            self.push_batch(item);
         }
-        if let Some(m) = &self.merger {
-            if m.queued(&topic, partition) >= merge::PAUSE_AT
-                && !self.paused.contains(&(topic.clone(), partition))
-            {
-                self.set_paused(&topic, partition, true);
-                self.paused.push((topic, partition));
-            }
+        if let Some(key) = pause.filter(|k| !self.paused.contains(k)) {
+            self.set_paused(&key.0, key.1, true);
+            self.paused.push(key);
         }
+    }
+
+    fn push_batch(&mut self, item: Decoded) {
+        self.batch.push(item);
+        self.batch_started.get_or_insert_with(Instant::now);
     }
 
     fn set_paused(&self, topic: &str, partition: u32, pause: bool) {
@@ -374,24 +365,19 @@ impl Service<'_> {
         if self.batch.len() > before {
             self.batch_started.get_or_insert_with(Instant::now);
         }
-        let merger = &*m;
-        let resumable: Vec<(String, u32)> = self
-            .paused
-            .iter()
-            .filter(|(t, p)| merger.queued(t, *p) <= merge::RESUME_AT)
-            .cloned()
-            .collect();
-        for (t, p) in resumable {
+        let (merger, paused) = (&*m, std::mem::take(&mut self.paused));
+        let (resume, still): (Vec<_>, Vec<_>) = paused
+            .into_iter()
+            .partition(|(t, p)| merger.queued(t, *p) <= merge::RESUME_AT);
+        self.paused = still;
+        for (t, p) in resume {
             self.set_paused(&t, p, false);
-            self.paused.retain(|x| *x != (t.clone(), p));
         }
     }
 
     fn poll_timeout(&self) -> Duration {
+        // Only called with no batch open (see `run`).
         let mut timeout = Duration::from_millis(100);
-        if let Some(started) = self.batch_started {
-            timeout = timeout.min(self.config.batch.max_wait.saturating_sub(started.elapsed()));
-        }
         if let Some(release) = self.merger.as_ref().and_then(Merger::next_release) {
             timeout = timeout.min(release.saturating_duration_since(Instant::now()));
         }
@@ -437,10 +423,22 @@ impl Service<'_> {
         self.batch_started = None;
         let span = info_span!("batch", records = batch.len());
         let _enter = span.enter();
-        let mut next: BTreeMap<(String, u32), i64> = BTreeMap::new();
+        // Each topic-partition's next offset, for Kafka (lag monitoring only:
+        // the store holds the offsets that count). Records of a
+        // topic-partition come in offset order, so the last one wins.
+        let mut next: Vec<(&str, u32, i64)> = Vec::new();
         for (rec, _) in &batch {
-            let e = next.entry((rec.topic.clone(), rec.partition)).or_default();
-            *e = (*e).max(rec.offset + 1);
+            match next
+                .iter_mut()
+                .find(|(t, p, _)| *p == rec.partition && *t == rec.topic)
+            {
+                Some(entry) => entry.2 = rec.offset + 1,
+                None => next.push((&rec.topic, rec.partition, rec.offset + 1)),
+            }
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, offset) in next {
+            let _ = tpl.add_partition_offset(topic, partition as i32, Offset::Offset(offset));
         }
         let out = self
             .processor
@@ -450,11 +448,6 @@ impl Service<'_> {
             *last = Instant::now();
         }
         self.sink.send(out);
-        // For lag monitoring only: the store holds the offsets that count.
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            let _ = tpl.add_partition_offset(&topic, partition as i32, Offset::Offset(offset));
-        }
         if let Err(e) = self.consumer.store_offsets(&tpl) {
             warn!("storing offsets for commit: {e}");
         }

@@ -7,24 +7,20 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use crate::processor::{Processor, ProcessorSettings};
+use crate::processor::stored_clock;
 use crate::replay::write_score_lines;
 use crate::scoring::{ContactState, Engine};
 use crate::state::{keys, Family, StateStore};
-use crate::time::EventTime;
 
 const PAGE: usize = 10_000;
 
 /// Writes one line per contact and model, sorted by contact then model.
 /// Returns the number of contacts.
 pub fn write_scores<S: StateStore>(
-    store: std::sync::Arc<S>,
-    engine: Engine,
-    settings: ProcessorSettings,
+    store: &S,
+    engine: &Engine,
     out: &mut impl Write,
 ) -> anyhow::Result<u64> {
-    // Each partition's clock, as the service would resume it.
-    let mut processor = Processor::new(engine, store.clone(), settings);
     let mut contacts: Vec<(String, u32)> = Vec::new();
     let mut start = Vec::new();
     loop {
@@ -47,8 +43,7 @@ pub fn write_scores<S: StateStore>(
     let mut clocks = std::collections::BTreeMap::new();
     for (_, p) in &contacts {
         if !clocks.contains_key(p) {
-            processor.assign(*p, EventTime::MIN)?;
-            clocks.insert(*p, processor.clock(*p).unwrap_or(EventTime::MIN));
+            clocks.insert(*p, stored_clock(store, *p)?);
         }
     }
     for (name, p) in &contacts {
@@ -56,7 +51,7 @@ pub fn write_scores<S: StateStore>(
             .contact(*p, name)
             .with_context(|| format!("contact {name} of partition {p}"))?
             .with_context(|| format!("contact {name} of partition {p} vanished"))?;
-        write_score_lines(processor.engine(), name, &state, clocks[p], out)?;
+        write_score_lines(engine, name, &state, clocks[p], out)?;
     }
     Ok(contacts.len() as u64)
 }
