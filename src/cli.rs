@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::time::EventTime;
 
@@ -13,8 +13,19 @@ use crate::time::EventTime;
     about = "Real-time lead scoring: exact decay, persistent timers, tier-change events"
 )]
 pub struct Cli {
+    /// Log format on stderr (filter with RUST_LOG, e.g. `info,leadscore=debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line, with the fields of its spans.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

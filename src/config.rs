@@ -270,7 +270,7 @@ impl Config {
                 );
             }
         }
-        if self.http.listen.parse::<SocketAddr>().is_err() {
+        if !self.http.listen.is_empty() && self.http.listen.parse::<SocketAddr>().is_err() {
             return invalid(
                 "http.listen",
                 format!(

@@ -13,6 +13,10 @@
 //! - [`dedupe`]: recently seen event ids per contact.
 //! - [`replay`]: the engine over a JSON-lines file, with the event-time clock.
 //! - [`gen`]: synthetic event streams.
+//! - [`processor`]: one step of the live service (records or due timers →
+//!   one state write with offsets and outbox), without Kafka or a clock.
+//! - [`service`]: `leadscore run` — consumer, producer, outbox, rebalances.
+//! - [`metrics`] / [`http`]: Prometheus metrics, health and the contact API.
 //! - [`cli`] / [`app`]: the command line and the wiring of each command.
 
 pub mod app;
@@ -22,6 +26,8 @@ pub mod dedupe;
 pub mod demo;
 pub mod event;
 pub mod gen;
+pub mod http;
+pub mod metrics;
 pub mod processor;
 pub mod replay;
 pub mod rules;

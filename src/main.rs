@@ -1,14 +1,18 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use leadscore::cli::{Cli, LogFormat};
+use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = leadscore::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Human => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
     leadscore::app::run(cli)
 }

@@ -67,8 +67,16 @@ pub struct ProcessStats {
     /// Records at offsets already applied (redelivered by the broker).
     pub redelivered: u64,
     pub tier_changes: u64,
+    /// Tier changes by (model, from tier, to tier, cause).
+    pub changes: BTreeMap<ChangeKey, u64>,
     pub timers_fired: u64,
 }
+
+/// A tier change's model, from tier, to tier (indexes) and cause name.
+pub type ChangeKey = (u16, u16, u16, &'static str);
+
+/// How many firing delays are kept between two `take_timer_delays` calls.
+const DELAYS_KEPT: usize = 4096;
 
 /// A timer in the wheel.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -104,6 +112,8 @@ pub struct Processor<S: StateStore> {
     settings: ProcessorSettings,
     partitions: BTreeMap<u32, PartitionInfo>,
     pub stats: ProcessStats,
+    /// Wall-clock mode: how late (ms) timers fired since the last take.
+    timer_delays: Vec<i64>,
 }
 
 /// Everything one step changes, committed at its end.
@@ -116,6 +126,7 @@ struct Step<'p, S: StateStore> {
     fx: Effects,
     /// `emitted_at` of the tier changes this step writes.
     emitted_at: String,
+    wall: EventTime,
 }
 
 impl<S: StateStore> Processor<S> {
@@ -126,7 +137,18 @@ impl<S: StateStore> Processor<S> {
             settings,
             partitions: BTreeMap::new(),
             stats: ProcessStats::default(),
+            timer_delays: Vec::new(),
         }
+    }
+
+    /// How late (ms after their due instant) timers fired since the last
+    /// call, in wall-clock mode (at most the last few thousand).
+    pub fn take_timer_delays(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.timer_delays)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Timers in the in-memory wheels.
@@ -325,6 +347,7 @@ impl<'p, S: StateStore> Step<'p, S> {
             out: Vec::new(),
             fx: Effects::default(),
             emitted_at: wall.to_rfc3339(),
+            wall,
         }
     }
 
@@ -464,6 +487,9 @@ impl<'p, S: StateStore> Step<'p, S> {
         };
         self.batch.delete_timer(&row);
         self.p.stats.timers_fired += 1;
+        if !self.p.settings.event_clock && self.p.timer_delays.len() < DELAYS_KEPT {
+            self.p.timer_delays.push(self.wall.millis() - at.millis());
+        }
         let state = load(
             &mut self.contacts,
             &*self.p.store,
@@ -493,6 +519,13 @@ impl<'p, S: StateStore> Step<'p, S> {
         let changes: Vec<TierChange> = std::mem::take(&mut self.fx.changes);
         for change in &changes {
             self.p.stats.tier_changes += 1;
+            let key = (
+                change.model as u16,
+                change.from as u16,
+                change.to as u16,
+                change.cause.name(),
+            );
+            *self.p.stats.changes.entry(key).or_default() += 1;
             let mut event = self.p.engine.output(contact, change);
             event.emitted_at = Some(self.emitted_at.clone());
             let payload = serde_json::to_vec(&event).unwrap_or_default();

@@ -12,6 +12,18 @@ pub enum Cause {
     Inactivity,
 }
 
+impl Cause {
+    /// The `kind` it is serialized with.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Cause::Event { .. } => "event",
+            Cause::Decay => "decay",
+            Cause::Expiry { .. } => "expiry",
+            Cause::Inactivity => "inactivity",
+        }
+    }
+}
+
 /// One `tier_changed` event on the output topic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TierChanged {

@@ -89,6 +89,11 @@ impl CapLedger {
         }
     }
 
+    /// Each item of a `per_item` cap with its remembered scored times.
+    pub fn items(&self) -> impl Iterator<Item = (&str, &[EventTime])> {
+        self.items.iter().map(|(k, v)| (&**k, v.as_slice()))
+    }
+
     pub fn item_count(&self) -> usize {
         self.items.len()
     }

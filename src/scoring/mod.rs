@@ -5,11 +5,13 @@
 //! import tokio, rdkafka, rocksdb or prometheus.
 
 pub mod caps;
+pub mod explain;
 mod predict;
 pub mod profile;
 mod score;
 pub mod state;
 
+pub use explain::{explain, ContactView};
 pub use predict::predict;
 pub use score::{components, transition, Components, Edge};
 pub use state::{ContactState, ModelState, PredictedCause, Prediction};

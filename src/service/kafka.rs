@@ -3,7 +3,11 @@
 //! that reports deliveries. Callbacks run inside `poll` on the processing
 //! thread, never on the tokio runtime.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use prometheus::IntGaugeVec;
+use serde::Deserialize;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -32,7 +36,9 @@ pub fn consumer_config(config: &Config, brokers: &str) -> ClientConfig {
         // Brokers that hold a fetch for the full wait (Tansu) would add
         // 500 ms of latency at librdkafka's default.
         .set("fetch.wait.max.ms", "20")
-        .set("fetch.queue.backoff.ms", "20");
+        .set("fetch.queue.backoff.ms", "20")
+        // Consumer lag for /metrics.
+        .set("statistics.interval.ms", "5000");
     for (k, v) in &config.kafka.consumer {
         c.set(k, v);
     }
@@ -86,6 +92,8 @@ pub enum Rebalance {
 pub struct ConsumerCtx<S: StateStore> {
     store: Arc<S>,
     events: Mutex<Vec<Rebalance>>,
+    /// Where consumer lag from librdkafka's statistics goes.
+    lag: Option<IntGaugeVec>,
 }
 
 impl<S: StateStore> ConsumerCtx<S> {
@@ -93,7 +101,15 @@ impl<S: StateStore> ConsumerCtx<S> {
         ConsumerCtx {
             store,
             events: Mutex::new(Vec::new()),
+            lag: None,
         }
+    }
+
+    /// Reports each topic-partition's consumer lag (from librdkafka's
+    /// statistics, every `statistics.interval.ms`) into `gauge`.
+    pub fn with_lag(mut self, gauge: IntGaugeVec) -> Self {
+        self.lag = Some(gauge);
+        self
     }
 
     /// The partition changes since the last call.
@@ -149,6 +165,51 @@ impl<S: StateStore> ClientContext for ConsumerCtx<S> {
     fn error(&self, error: KafkaError, reason: &str) {
         client_error(&error, reason);
     }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        let Some(gauge) = &self.lag else { return };
+        match serde_json::from_slice::<LagStats>(statistics) {
+            Ok(stats) => {
+                gauge.reset();
+                for (topic, t) in &stats.topics {
+                    for (partition, p) in &t.partitions {
+                        // "-1" is librdkafka's internal unassigned partition;
+                        // a negative lag is not known yet.
+                        if partition.starts_with('-') || p.consumer_lag < 0 {
+                            continue;
+                        }
+                        gauge
+                            .with_label_values(&[topic.as_str(), partition.as_str()])
+                            .set(p.consumer_lag);
+                    }
+                }
+            }
+            Err(e) => warn!("librdkafka statistics: {e}"),
+        }
+    }
+}
+
+/// The part of librdkafka's statistics JSON read for consumer lag.
+#[derive(Debug, Deserialize)]
+struct LagStats {
+    #[serde(default)]
+    topics: HashMap<String, LagTopic>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LagTopic {
+    #[serde(default)]
+    partitions: HashMap<String, LagPartition>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LagPartition {
+    #[serde(default = "unknown_lag")]
+    consumer_lag: i64,
+}
+
+fn unknown_lag() -> i64 {
+    -1
 }
 
 impl<S: StateStore> ConsumerContext for ConsumerCtx<S> {

@@ -23,16 +23,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use prometheus::IntCounter;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::BaseProducer;
 use rdkafka::{Offset, TopicPartitionList};
-use tracing::{info, info_span, warn};
+use tracing::{error, info, info_span, warn};
 
 use crate::config::{ClockMode, Config};
 use crate::event::{EventKind, TopicMap};
-use crate::processor::{Decoded, InputRecord, Processor, ProcessorSettings};
+use crate::http::{router, Shared};
+use crate::processor::{Decoded, InputRecord, ProcessStats, Processor, ProcessorSettings};
 use crate::rules::RuleSet;
 use crate::scoring::Engine;
 use crate::state::{DedupeExpiry, RocksStateStore};
@@ -40,7 +42,7 @@ use crate::time::EventTime;
 
 use kafka::{ConsumerCtx, ProducerCtx, Rebalance};
 use merge::Merger;
-use sink::Sink;
+use sink::{Sink, SinkStats};
 
 /// How long shutdown waits for the broker to acknowledge pending output.
 const DRAIN_LIMIT: Duration = Duration::from_secs(20);
@@ -105,6 +107,10 @@ pub fn serve(
         .context("starting the tokio runtime")?;
     let stop = Arc::new(AtomicBool::new(false));
     runtime.spawn(stop_on_signal(stop.clone()));
+    let shared = Arc::new(Shared::new(config.clock == ClockMode::Event));
+    if !config.http.listen.is_empty() {
+        runtime.block_on(start_http(&config.http.listen, shared.clone()))?;
+    }
     let embedded = if config.embedded_broker() {
         let topics = config.topics.keyed().map(|(_, name)| name.clone());
         let broker = embedded::EmbeddedBroker::start(&topics, embedded::PARTITIONS)?;
@@ -118,12 +124,27 @@ pub fn serve(
         .map_or(config.kafka.brokers.clone(), |b| b.bootstrap().to_string());
     on_start(&brokers, stop.clone());
     let report = runtime.block_on(async move {
-        tokio::task::spawn_blocking(move || run(&config, rules, &brokers, &stop, idle_exit))
+        tokio::task::spawn_blocking(move || run(&config, rules, &brokers, &stop, idle_exit, shared))
             .await
             .context("the processing thread panicked")?
     });
     drop(embedded);
     report
+}
+
+/// Binds the HTTP port (failing start-up if it cannot) and serves it on the runtime.
+async fn start_http(listen: &str, shared: Arc<Shared>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("http.listen: cannot listen on {listen}"))?;
+    let address = listener.local_addr().context("http.listen")?;
+    info!(%address, "HTTP: /metrics /livez /readyz /v1/contacts/{{id}}");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router(shared)).await {
+            error!("HTTP server stopped: {e}");
+        }
+    });
+    Ok(())
 }
 
 async fn stop_on_signal(stop: Arc<AtomicBool>) {
@@ -172,6 +193,7 @@ pub fn run(
     brokers: &str,
     stop: &AtomicBool,
     idle_exit: Option<Duration>,
+    shared: Arc<Shared>,
 ) -> anyhow::Result<RunReport> {
     let settings = processor_settings(config);
     let watermark = Arc::new(AtomicI64::new(i64::MIN));
@@ -185,11 +207,13 @@ pub fn run(
     );
     let topics = settings.topics.clone();
     let engine = Engine::new(rules, settings.dedupe_window_ms);
+    shared.set_state(store.clone(), engine.clone());
     let processor = Processor::new(engine, store.clone(), settings);
 
+    let ctx = ConsumerCtx::new(store.clone()).with_lag(shared.metrics.consumer_lag.clone());
     let consumer: BaseConsumer<ConsumerCtx<RocksStateStore>> =
         kafka::consumer_config(config, brokers)
-            .create_with_context(ConsumerCtx::new(store.clone()))
+            .create_with_context(ctx)
             .context("creating the Kafka consumer")?;
     let inputs: Vec<String> = EventKind::ALL
         .iter()
@@ -211,8 +235,23 @@ pub fn run(
         inputs.join(", ")
     );
 
+    let consumed = inputs
+        .iter()
+        .map(|t| {
+            let counter = shared
+                .metrics
+                .events_consumed
+                .with_label_values(&[t.as_str()]);
+            (t.clone(), counter)
+        })
+        .collect();
     let mut service = Service {
         config,
+        shared,
+        consumed,
+        last_stats: ProcessStats::default(),
+        last_sink: SinkStats::default(),
+        first_received: None,
         processor,
         consumer,
         sink: Sink::new(producer),
@@ -230,6 +269,15 @@ pub fn run(
 
 struct Service<'c> {
     config: &'c Config,
+    /// What the HTTP side reads: health, partitions, metrics.
+    shared: Arc<Shared>,
+    /// `leadscore_events_consumed_total` of each input topic.
+    consumed: Vec<(String, IntCounter)>,
+    /// Counts already exported as metrics.
+    last_stats: ProcessStats,
+    last_sink: SinkStats,
+    /// When the first record not yet committed was received.
+    first_received: Option<Instant>,
     processor: Processor<RocksStateStore>,
     consumer: BaseConsumer<ConsumerCtx<RocksStateStore>>,
     sink: Sink,
@@ -250,6 +298,7 @@ impl Service<'_> {
     fn run(&mut self, stop: &AtomicBool, idle_exit: Option<Duration>) -> anyhow::Result<RunReport> {
         let mut last_progress = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            self.shared.beat();
             if idle_exit.is_some_and(|idle| self.idle_for(idle)) {
                 info!("no input for the idle-exit time: stopping");
                 break;
@@ -282,6 +331,7 @@ impl Service<'_> {
                     drained = false;
                     self.last_input = Instant::now();
                     self.busy.get_or_insert((self.last_input, self.last_input));
+                    self.first_received.get_or_insert(self.last_input);
                     self.take(rec);
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) | None => {}
@@ -408,10 +458,12 @@ impl Service<'_> {
             if self.processor.next_due().is_some_and(|d| d <= now) {
                 let out = self.processor.fire_due(now)?;
                 self.sink.send(out);
+                self.export_counts();
             }
         }
         let done = self.sink.poll(Duration::ZERO);
         self.processor.published(&done)?;
+        self.export_sink();
         if let Some(low) = self.processor.min_clock() {
             self.watermark.store(low.millis(), Ordering::Relaxed);
         }
@@ -440,6 +492,7 @@ impl Service<'_> {
         for (topic, partition, offset) in next {
             let _ = tpl.add_partition_offset(topic, partition as i32, Offset::Offset(offset));
         }
+        self.observe_batch(&batch);
         let out = self
             .processor
             .process_decoded(batch, wall_now())
@@ -447,7 +500,14 @@ impl Service<'_> {
         if let Some((_, last)) = &mut self.busy {
             *last = Instant::now();
         }
+        if let Some(first) = self.first_received.take() {
+            self.shared
+                .metrics
+                .processing_duration
+                .observe(first.elapsed().as_secs_f64());
+        }
         self.sink.send(out);
+        self.export_counts();
         if let Err(e) = self.consumer.store_offsets(&tpl) {
             warn!("storing offsets for commit: {e}");
         }
@@ -484,6 +544,13 @@ impl Service<'_> {
                         timers_loaded = self.processor.timers_loaded(),
                         "ready"
                     );
+                    self.shared
+                        .metrics
+                        .rebalances
+                        .with_label_values(&["assigned"])
+                        .inc();
+                    self.publish_partitions();
+                    self.shared.set_ready(true);
                 }
                 Rebalance::Revoked(partitions) => {
                     for p in partitions {
@@ -493,6 +560,13 @@ impl Service<'_> {
                         }
                         self.paused.retain(|(_, x)| *x != p);
                     }
+                    self.shared
+                        .metrics
+                        .rebalances
+                        .with_label_values(&["revoked"])
+                        .inc();
+                    self.publish_partitions();
+                    self.shared.set_ready(false);
                 }
                 Rebalance::Failed(e) => anyhow::bail!("rebalance: {e}"),
             }
@@ -500,8 +574,60 @@ impl Service<'_> {
         Ok(())
     }
 
+    /// Metrics of a batch about to be applied: records per topic, event ages.
+    fn observe_batch(&self, batch: &[Decoded]) {
+        let wall = wall_now().millis();
+        for (topic, counter) in &self.consumed {
+            let n = batch.iter().filter(|(r, _)| r.topic == *topic).count();
+            counter.inc_by(n as u64);
+        }
+        let age = &self.shared.metrics.event_age;
+        for (_, event) in batch {
+            if let Ok(e) = event {
+                age.observe((wall - e.occurred_at.millis()) as f64 / 1000.0);
+            }
+        }
+    }
+
+    /// Exports what the processor counted since the last call, the timer
+    /// firing delays and the partition clocks.
+    fn export_counts(&mut self) {
+        let m = &self.shared.metrics;
+        m.record_stats(
+            self.processor.engine().rules(),
+            &mut self.last_stats,
+            &self.processor.stats,
+        );
+        for delay_ms in self.processor.take_timer_delays() {
+            m.timer_delay.observe(delay_ms.max(0) as f64 / 1000.0);
+        }
+        m.timers_loaded.set(self.processor.timers_loaded() as i64);
+        self.publish_partitions();
+    }
+
+    fn export_sink(&mut self) {
+        let m = &self.shared.metrics;
+        let now = self.sink.stats;
+        m.published
+            .inc_by(now.published.saturating_sub(self.last_sink.published));
+        m.publish_failures
+            .inc_by(now.failures.saturating_sub(self.last_sink.failures));
+        self.last_sink = now;
+        m.outbox_pending.set(self.sink.pending() as i64);
+    }
+
+    /// The partitions held and their clocks, for the contact API.
+    fn publish_partitions(&self) {
+        let held = self.processor.assigned();
+        self.shared.set_partitions(
+            held.into_iter()
+                .filter_map(|p| self.processor.clock(p).map(|c| (p, c))),
+        );
+    }
+
     fn shutdown(&mut self) -> anyhow::Result<RunReport> {
         info!("stopping: finishing the batch and publishing pending output");
+        self.shared.set_ready(false);
         if !self.batch.is_empty() {
             self.apply_batch()?;
         }

@@ -104,6 +104,19 @@ impl RocksStateStore {
         self.cache.get_usage()
     }
 
+    /// RocksDB's estimate of the keys in one family (rough after many deletes).
+    pub fn estimate_keys(&self, family: Family) -> u64 {
+        self.cf(family)
+            .ok()
+            .and_then(|cf| {
+                self.db
+                    .property_int_value_cf(cf, "rocksdb.estimate-num-keys")
+                    .ok()
+                    .flatten()
+            })
+            .unwrap_or(0)
+    }
+
     /// RocksDB's estimate of live data, summed over families.
     pub fn live_data_size(&self) -> u64 {
         Family::ALL
