@@ -116,10 +116,7 @@ fn a_running_service_reports_readiness_metrics_and_contacts_over_http() {
         changes,
         "one output record per tier change counted"
     );
-    assert_eq!(
-        metric_sum(&text, "leadscore_processing_duration_seconds_count") > 0.0,
-        true
-    );
+    assert!(metric_sum(&text, "leadscore_processing_duration_seconds_count") > 0.0);
     assert_eq!(
         metric_sum(&text, "leadscore_event_age_seconds_count"),
         total - 1.0,
