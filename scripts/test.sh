@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite: `cargo test`, plus the real-broker tests when Tansu
+# The whole test suite: `cargo test`, plus the ignored tests when Tansu
 # (an Apache-Kafka-compatible broker: `cargo install tansu --features
-# dynostore,libsql --locked`) is installed. Tansu runs on 127.0.0.1 with
-# SQLite storage in a temporary folder and is stopped on exit.
+# dynostore,libsql --locked`) is installed: the real-broker tests, the
+# promtool checks (Debian package prometheus) and the full-disk test (root).
+# Tansu runs on 127.0.0.1 with SQLite storage in a temporary folder and is
+# stopped on exit. `.ci/run` installs everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +12,10 @@ tansu_bin="${TANSU:-$(command -v tansu || echo "$HOME/.cargo/bin/tansu")}"
 if [ ! -x "$tansu_bin" ]; then
   echo "test.sh: tansu not found: the real-broker tests are skipped (listed as ignored)" >&2
   exec cargo test --locked "$@"
+fi
+
+if ! command -v promtool >/dev/null; then
+  echo "test.sh: promtool not found (apt-get install prometheus): its checks will fail" >&2
 fi
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
