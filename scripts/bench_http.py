@@ -4,8 +4,9 @@
 The same input (generated, produced once) is consumed by `leadscore run`
 several times, each run with a consumer group and state directory of its
 own, alternating: without HTTP load, then with a steady load on
-`/v1/contacts/{id}` and `/metrics` (default 200 requests/s in all, over
-keep-alive connections, from this script). Each run's rate is records over
+`/v1/contacts/{id}` and `/metrics` (default 200 requests/s in all, one in ten a
+scrape, over a keep-alive connection, from `leadscore bench-http`: a paced
+client in Rust, so the load tool itself takes little CPU). Each run's rate is records over
 the time from the first record received to the last batch applied (the
 service's exit report). The result is the ratio of the loaded to the
 unloaded rate, medians over the runs, and the request latencies.
@@ -13,7 +14,7 @@ unloaded rate, medians over the runs, and the request latencies.
     python3 scripts/bench_http.py [--binary target/debug/leadscore]
         [--events 300000] [--contacts 30000] [--rps 200] [--rounds 2]
 """
-import argparse, http.client, json, os, random, re, shutil, signal, subprocess, sys, tempfile, threading, time
+import argparse, json, os, re, shutil, signal, subprocess, sys, tempfile, time
 
 from bench_pipeline import INPUTS, config, free_port, wait_port
 
@@ -30,63 +31,12 @@ def http_address(log_path, proc, limit=60):
     sys.exit("no HTTP address in the log")
 
 
-class Load:
-    """Paced GETs from a few threads until stopped: contacts and /metrics."""
-
-    def __init__(self, address, rps, contacts, metrics_share=0.1, threads=4):
-        self.address, self.rps, self.contacts = address, rps, contacts
-        self.metrics_share, self.threads = metrics_share, threads
-        self.stop = threading.Event()
-        self.lat = {"contact": [], "metrics": []}
-        self.status = {}
-        self.lock = threading.Lock()
-
-    def worker(self, i):
-        host, port = self.address.split(":")
-        conn = http.client.HTTPConnection(host, int(port), timeout=10)
-        period = self.threads / self.rps
-        rng = random.Random(i)
-        next_at = time.perf_counter() + i * period / self.threads
-        n = 0
-        while not self.stop.is_set():
-            delay = next_at - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            next_at += period
-            kind = "metrics" if rng.random() < self.metrics_share else "contact"
-            path = "/metrics" if kind == "metrics" else f"/v1/contacts/{rng.choice(self.contacts)}"
-            t0 = time.perf_counter()
-            try:
-                conn.request("GET", path)
-                resp = conn.getresponse(); resp.read(); status = resp.status
-            except (OSError, http.client.HTTPException):
-                conn.close(); conn = http.client.HTTPConnection(host, int(port), timeout=10); status = "error"
-            ms = (time.perf_counter() - t0) * 1000
-            with self.lock:
-                self.lat[kind].append(ms)
-                self.status[str(status)] = self.status.get(str(status), 0) + 1
-            n += 1
-
-    def __enter__(self):
-        self.started = time.time()
-        self.ts = [threading.Thread(target=self.worker, args=(i,), daemon=True) for i in range(self.threads)]
-        for t in self.ts:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.ts:
-            t.join()
-        self.seconds = time.time() - self.started
-
-
 def pct(xs, p):
     xs = sorted(xs)
     return round(xs[min(len(xs) - 1, int(round((len(xs) - 1) * p)))], 1) if xs else None
 
 
-def run_once(bin_, brokers, work, name, load_rps, contacts):
+def run_once(bin_, brokers, work, name, load_rps, ids_file):
     cfg = os.path.join(work, f"{name}.toml")
     config(cfg, brokers, os.path.join(work, f"state-{name}"), f"bench-http-{name}")
     log_path = os.path.join(work, f"{name}.log")
@@ -95,22 +45,23 @@ def run_once(bin_, brokers, work, name, load_rps, contacts):
     load = None
     if load_rps:
         address = http_address(log_path, proc)
-        load = Load(address, load_rps, contacts)
-        with load:
-            proc.wait()
-    else:
-        proc.wait()
+        load = subprocess.Popen([bin_, "bench-http", "--address", address, "--rps", str(load_rps),
+                                 "--ids", ids_file], stdout=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
     text = open(log_path).read()
     m = re.search(r"consumed: (\d+),.*busy_ms: (\d+)", text)
-    if proc.returncode != 0 or not m:
+    if status != 0 or not m:
         sys.exit(f"{name} failed:\n" + text[-3000:])
     consumed, busy_ms = int(m.group(1)), int(m.group(2))
-    out = {"run": name, "records": consumed, "per_second": round(consumed / (busy_ms / 1000))}
+    out = {"run": name, "records": consumed, "per_second": round(consumed / (busy_ms / 1000)),
+           "service_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2)}
     if load:
-        total = sum(load.status.values())
-        out["http"] = {"requests": total, "achieved_rps": round(total / load.seconds), "status": load.status,
-                       "contact_p50_ms": pct(load.lat["contact"], 0.5), "contact_p99_ms": pct(load.lat["contact"], 0.99),
-                       "metrics_p50_ms": pct(load.lat["metrics"], 0.5), "metrics_p99_ms": pct(load.lat["metrics"], 0.99)}
+        report = load.stdout.read()
+        _, _, lusage = os.wait4(load.pid, 0)
+        out["http"] = json.loads(report)
+        secs = out["http"]["seconds"]
+        out["http"]["achieved_rps"] = round(out["http"]["requests"] / secs)
+        out["http"]["load_tool_cpu_share"] = round((lusage.ru_utime + lusage.ru_stime) / secs, 3)
     print(json.dumps(out), file=sys.stderr)
     return out
 
@@ -141,11 +92,13 @@ def main():
                         "--late-percent", "0", "--out", events], check=True)
         subprocess.run([bin_, "produce", "--brokers", brokers, "--file", events], check=True,
                        stderr=subprocess.DEVNULL)
-        contacts = sorted({json.loads(l)["key"] for l in open(events)})
+        ids_file = os.path.join(work, "ids.txt")
+        with open(ids_file, "w") as f:
+            f.write("\n".join(sorted({json.loads(l)["key"] for l in open(events)})) + "\n")
         runs = []
         for r in range(a.rounds):
-            runs.append(run_once(bin_, brokers, work, f"quiet{r}", 0, contacts))
-            runs.append(run_once(bin_, brokers, work, f"loaded{r}", a.rps, contacts))
+            runs.append(run_once(bin_, brokers, work, f"quiet{r}", 0, ids_file))
+            runs.append(run_once(bin_, brokers, work, f"loaded{r}", a.rps, ids_file))
         quiet = sorted(x["per_second"] for x in runs if "http" not in x)
         loaded = sorted(x["per_second"] for x in runs if "http" in x)
         med = lambda xs: xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2

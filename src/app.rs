@@ -38,6 +38,19 @@ pub fn run(cli: Cli) -> ExitCode {
                 );
             }),
         ),
+        Command::BenchHttp {
+            address,
+            rps,
+            ids,
+            metrics_every,
+        } => report_io((|| {
+            let text = std::fs::read_to_string(&ids)
+                .with_context(|| format!("reading {}", ids.display()))?;
+            let ids: Vec<String> = text.lines().map(str::to_string).collect();
+            let report = crate::service::http_load::run(&address, rps, &ids, metrics_every)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        })()),
         Command::BenchFillState {
             config,
             contacts,

@@ -58,6 +58,20 @@ pub enum Command {
         #[arg(long)]
         expect: u64,
     },
+    /// Benchmark helper: a steady HTTP load (contacts and /metrics) until the service stops.
+    #[command(hide = true)]
+    BenchHttp {
+        #[arg(long)]
+        address: String,
+        #[arg(long, default_value_t = 200)]
+        rps: u32,
+        /// File with one contact id per line.
+        #[arg(long)]
+        ids: PathBuf,
+        /// Every N-th request scrapes /metrics (0: never).
+        #[arg(long, default_value_t = 10)]
+        metrics_every: u64,
+    },
     /// Benchmark helper: fill a state directory with N contacts (one event each).
     #[command(hide = true)]
     BenchFillState {

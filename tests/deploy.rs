@@ -71,7 +71,10 @@ fn the_dockerfile_builds_in_two_stages_and_runs_unprivileged_with_state_on_a_vol
     assert!(text.contains(&format!("VOLUME [\"{STATE}\"]")), "{text}");
     assert!(text.contains("USER 10001"), "{text}");
     // Everything the build copies from the repository exists.
-    for line in text.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
         let parts: Vec<&str> = line.split_whitespace().collect();
         for source in &parts[1..parts.len() - 1] {
             assert!(root().join(source).exists(), "{line}: {source} is missing");
@@ -90,18 +93,42 @@ fn the_compose_stack_wires_kafka_leadscore_prometheus_and_grafana() {
         assert!(services.get(name).is_some(), "service {name} missing");
     }
     let kafka = &services["kafka"]["environment"];
-    assert!(str_of(&kafka["KAFKA_PROCESS_ROLES"], "roles").contains("controller"), "KRaft");
+    assert!(
+        str_of(&kafka["KAFKA_PROCESS_ROLES"], "roles").contains("controller"),
+        "KRaft"
+    );
     let ls = &services["leadscore"];
-    assert_eq!(str_of(&ls["build"]["dockerfile"], "dockerfile"), "deploy/Dockerfile");
+    assert_eq!(
+        str_of(&ls["build"]["dockerfile"], "dockerfile"),
+        "deploy/Dockerfile"
+    );
     assert_eq!(str_of(&ls["image"], "image"), "leadscore:latest");
     assert_eq!(
         str_of(&ls["environment"]["LEADSCORE__HTTP__LISTEN"], "listen"),
         format!("0.0.0.0:{PORT}")
     );
-    let ports: Vec<&str> = ls["ports"].as_sequence().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
-    assert!(ports.iter().any(|p| p.ends_with(&format!(":{PORT}:{PORT}"))), "{ports:?}");
-    let volumes: Vec<&str> = ls["volumes"].as_sequence().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
-    assert!(volumes.iter().any(|v| v.ends_with(&format!(":{STATE}"))), "{volumes:?}");
+    let ports: Vec<&str> = ls["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        ports
+            .iter()
+            .any(|p| p.ends_with(&format!(":{PORT}:{PORT}"))),
+        "{ports:?}"
+    );
+    let volumes: Vec<&str> = ls["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        volumes.iter().any(|v| v.ends_with(&format!(":{STATE}"))),
+        "{volumes:?}"
+    );
     // Bind mounts point at files of this repository.
     for (name, service) in services.as_mapping().unwrap() {
         for v in service["volumes"].as_sequence().into_iter().flatten() {
@@ -115,10 +142,16 @@ fn the_compose_stack_wires_kafka_leadscore_prometheus_and_grafana() {
     // Co-partitioned inputs: the same partition count on all four topics;
     // the changelog is compacted.
     let init = services["kafka-init"]["command"][0].as_str().unwrap();
-    assert!(init.contains("for t in page-visits email-clicks form-submissions purchases"), "{init}");
+    assert!(
+        init.contains("for t in page-visits email-clicks form-submissions purchases"),
+        "{init}"
+    );
     let input_line = init.lines().find(|l| l.contains("--topic $$t")).unwrap();
     assert!(input_line.contains("--partitions 6"), "{input_line}");
-    let changelog = init.lines().find(|l| l.contains("leadscore-changelog")).unwrap();
+    let changelog = init
+        .lines()
+        .find(|l| l.contains("leadscore-changelog"))
+        .unwrap();
     assert!(changelog.contains("cleanup.policy=compact"), "{changelog}");
     let prom = yaml("deploy/prometheus/prometheus.yml");
     let target = &prom["scrape_configs"][0]["static_configs"][0]["targets"][0];
@@ -156,7 +189,11 @@ fn the_kubernetes_manifests_agree_on_image_port_probes_and_paths() {
     };
     assert_eq!(mount("data"), STATE);
     let claim = &sts["spec"]["volumeClaimTemplates"][0];
-    assert_eq!(str_of(&claim["metadata"]["name"], "claim"), "data", "a volume per replica");
+    assert_eq!(
+        str_of(&claim["metadata"]["name"], "claim"),
+        "data",
+        "a volume per replica"
+    );
     assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
 
     let cm = kind("ConfigMap").next().expect("a ConfigMap");
@@ -167,9 +204,17 @@ fn the_kubernetes_manifests_agree_on_image_port_probes_and_paths() {
         .iter()
         .any(|v| v["configMap"]["name"] == cm_name);
     assert!(used, "the pod mounts the ConfigMap");
-    let args: Vec<&str> = container["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
     let config_path = args[args.iter().position(|a| *a == "--config").unwrap() + 1];
-    assert_eq!(Path::new(config_path).parent().unwrap(), Path::new(&mount("config")));
+    assert_eq!(
+        Path::new(config_path).parent().unwrap(),
+        Path::new(&mount("config"))
+    );
     let config = config_from(str_of(&cm["data"]["leadscore.toml"], "leadscore.toml"));
     assert_service_config(&config, "ConfigMap leadscore.toml");
     assert_eq!(config.rules.file_name().unwrap(), "rules.toml");
@@ -180,7 +225,10 @@ fn the_kubernetes_manifests_agree_on_image_port_probes_and_paths() {
         let p = &svc["spec"]["ports"][0];
         assert_eq!(p["port"].as_u64(), Some(PORT.parse().unwrap()));
         assert_eq!(str_of(&p["targetPort"], "targetPort"), port_name);
-        assert_eq!(svc["spec"]["selector"], sts["spec"]["selector"]["matchLabels"]);
+        assert_eq!(
+            svc["spec"]["selector"],
+            sts["spec"]["selector"]["matchLabels"]
+        );
     }
 }
 
@@ -192,7 +240,11 @@ fn exported() -> BTreeSet<String> {
             names.insert(rest.split(' ').next().unwrap().to_string());
         }
     }
-    let histograms: Vec<String> = names.iter().filter(|n| n.ends_with("_seconds")).cloned().collect();
+    let histograms: Vec<String> = names
+        .iter()
+        .filter(|n| n.ends_with("_seconds"))
+        .cloned()
+        .collect();
     for h in histograms {
         for suffix in ["_bucket", "_sum", "_count"] {
             names.insert(format!("{h}{suffix}"));
@@ -228,7 +280,11 @@ fn the_dashboard_uses_only_exported_metrics_and_covers_the_essentials() {
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
             for m in metrics_in(expr) {
-                assert!(exported.contains(&m), "{}: {m} is not exported", panel["title"]);
+                assert!(
+                    exported.contains(&m),
+                    "{}: {m} is not exported",
+                    panel["title"]
+                );
                 used.insert(m);
             }
         }
@@ -243,9 +299,15 @@ fn the_dashboard_uses_only_exported_metrics_and_covers_the_essentials() {
         assert!(used.contains(essential), "no panel shows {essential}");
     }
     let provider = yaml("deploy/grafana/provisioning/dashboards/leadscore.yml");
-    let path = str_of(&provider["providers"][0]["options"]["path"], "provider path");
+    let path = str_of(
+        &provider["providers"][0]["options"]["path"],
+        "provider path",
+    );
     let compose = read("docker-compose.yml");
-    assert!(compose.contains(&format!("./deploy/grafana/dashboards:{path}")), "{path}");
+    assert!(
+        compose.contains(&format!("./deploy/grafana/dashboards:{path}")),
+        "{path}"
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@
 
 pub mod bench;
 pub mod embedded;
+pub mod http_load;
 pub mod kafka;
 pub mod merge;
 pub mod produce;
@@ -29,7 +30,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::BaseProducer;
 use rdkafka::{Offset, TopicPartitionList};
-use tracing::{error, info, info_span, warn};
+use tracing::{debug, error, info, info_span, warn};
 
 use crate::config::{ClockMode, Config};
 use crate::event::{EventKind, TopicMap};
@@ -582,9 +583,16 @@ impl Service<'_> {
             counter.inc_by(n as u64);
         }
         let age = &self.shared.metrics.event_age;
-        for (_, event) in batch {
-            if let Ok(e) = event {
-                age.observe((wall - e.occurred_at.millis()) as f64 / 1000.0);
+        for (rec, event) in batch {
+            match event {
+                Ok(e) => age.observe((wall - e.occurred_at.millis()) as f64 / 1000.0),
+                Err(e) => debug!(
+                    topic = %rec.topic,
+                    partition = rec.partition,
+                    offset = rec.offset,
+                    reason = e.reason(),
+                    "dead letter: {e}"
+                ),
             }
         }
     }
