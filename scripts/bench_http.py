@@ -16,7 +16,7 @@ unloaded rate, medians over the runs, and the request latencies.
 """
 import argparse, json, os, re, shutil, signal, subprocess, sys, tempfile, time
 
-from bench_pipeline import INPUTS, config, free_port, wait_port
+from bench_pipeline import INPUTS, config, start_tansu
 
 
 def http_address(log_path, proc, limit=60):
@@ -29,11 +29,6 @@ def http_address(log_path, proc, limit=60):
             sys.exit("service exited:\n" + open(log_path).read()[-3000:])
         time.sleep(0.05)
     sys.exit("no HTTP address in the log")
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return round(xs[min(len(xs) - 1, int(round((len(xs) - 1) * p)))], 1) if xs else None
 
 
 def run_once(bin_, brokers, work, name, load_rps, ids_file):
@@ -77,16 +72,8 @@ def main():
     a = ap.parse_args()
     bin_ = os.path.abspath(a.binary)
     work = tempfile.mkdtemp(prefix="leadscore-bench-http-")
-    port = free_port(); brokers = f"127.0.0.1:{port}"
-    tansu = subprocess.Popen([a.tansu, "broker", "--listener-url", f"tcp://{brokers}",
-                              "--advertised-listener-url", f"tcp://{brokers}",
-                              "--storage-engine", "sqlite://tansu.db"], cwd=work,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tansu, brokers = start_tansu(a.tansu, work, INPUTS + ["lead-score-events", "lead-score-dlq"])
     try:
-        wait_port(port, tansu)
-        for t in INPUTS + ["lead-score-events", "lead-score-dlq"]:
-            subprocess.run([a.tansu, "topic", "create", "--broker", f"tcp://{brokers}", t, "--partitions", "4"],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         events = os.path.join(work, "events.jsonl")
         subprocess.run([bin_, "gen", "--events", str(a.events), "--contacts", str(a.contacts),
                         "--late-percent", "0", "--out", events], check=True)

@@ -34,6 +34,26 @@ def wait_port(port, proc, limit=30):
     sys.exit("tansu did not start")
 
 
+def start_tansu(tansu_bin, work, topics, partitions=4):
+    """Starts Tansu (SQLite storage in `work`) on a free 127.0.0.1 port and
+    creates `topics`; returns (process, bootstrap address)."""
+    port = free_port(); brokers = f"127.0.0.1:{port}"
+    tansu = subprocess.Popen([tansu_bin, "broker", "--listener-url", f"tcp://{brokers}",
+                              "--advertised-listener-url", f"tcp://{brokers}",
+                              "--storage-engine", "sqlite://tansu.db"], cwd=work,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, tansu)
+        for t in topics:
+            subprocess.run([tansu_bin, "topic", "create", "--broker", f"tcp://{brokers}", t,
+                            "--partitions", str(partitions)], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except BaseException:
+        tansu.terminate(); tansu.wait()
+        raise
+    return tansu, brokers
+
+
 def config(path, brokers, state, group, extra="", topics=""):
     with open(path, "w") as f:
         f.write(f'''rules = "{os.path.abspath("examples/rules.toml")}"
@@ -71,17 +91,9 @@ def main():
     a = ap.parse_args()
     bin_ = os.path.abspath(a.binary)
     work = tempfile.mkdtemp(prefix="leadscore-bench-")
-    port = free_port(); brokers = f"127.0.0.1:{port}"
-    tansu = subprocess.Popen([a.tansu, "broker", "--listener-url", f"tcp://{brokers}",
-                              "--advertised-listener-url", f"tcp://{brokers}",
-                              "--storage-engine", "sqlite://tansu.db"], cwd=work,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    names = INPUTS + ["lead-score-events", "lead-score-dlq"]
+    tansu, brokers = start_tansu(a.tansu, work, names + ["lat-" + n for n in names])
     try:
-        wait_port(port, tansu)
-        names = INPUTS + ["lead-score-events", "lead-score-dlq"]
-        for t in names + ["lat-" + n for n in names]:
-            subprocess.run([a.tansu, "topic", "create", "--broker", f"tcp://{brokers}", t,
-                            "--partitions", "4"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Latency first, on topics of its own, while the broker's storage is small
         # (Tansu's SQLite engine slows down as it fills).
         cfg2 = os.path.join(work, "latency.toml")

@@ -204,9 +204,7 @@ async fn contact(
         };
         let mut as_of = EventTime::from_millis(clock);
         if !shared.event_clock {
-            as_of = as_of.max(EventTime::from_millis(
-                chrono::Utc::now().timestamp_millis(),
-            ));
+            as_of = as_of.max(crate::service::wall_now());
         }
         let view = explain(engine, &id, &state, as_of, |name| {
             wanted.as_ref().is_none_or(|w| w.contains(&name))

@@ -40,6 +40,15 @@ fn yaml_docs(path: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A YAML sequence of strings.
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_sequence()
+        .unwrap_or_else(|| panic!("not a sequence: {v:?}"))
+        .iter()
+        .map(|x| str_of(x, "sequence item"))
+        .collect()
+}
+
 fn str_of<'v>(v: &'v Value, what: &str) -> &'v str {
     v.as_str()
         .unwrap_or_else(|| panic!("{what} is not a string: {v:?}"))
@@ -107,24 +116,14 @@ fn the_compose_stack_wires_kafka_leadscore_prometheus_and_grafana() {
         str_of(&ls["environment"]["LEADSCORE__HTTP__LISTEN"], "listen"),
         format!("0.0.0.0:{PORT}")
     );
-    let ports: Vec<&str> = ls["ports"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
+    let ports: Vec<&str> = strings(&ls["ports"]);
     assert!(
         ports
             .iter()
             .any(|p| p.ends_with(&format!(":{PORT}:{PORT}"))),
         "{ports:?}"
     );
-    let volumes: Vec<&str> = ls["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
+    let volumes: Vec<&str> = strings(&ls["volumes"]);
     assert!(
         volumes.iter().any(|v| v.ends_with(&format!(":{STATE}"))),
         "{volumes:?}"
@@ -204,12 +203,7 @@ fn the_kubernetes_manifests_agree_on_image_port_probes_and_paths() {
         .iter()
         .any(|v| v["configMap"]["name"] == cm_name);
     assert!(used, "the pod mounts the ConfigMap");
-    let args: Vec<&str> = container["args"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args: Vec<&str> = strings(&container["args"]);
     let config_path = args[args.iter().position(|a| *a == "--config").unwrap() + 1];
     assert_eq!(
         Path::new(config_path).parent().unwrap(),

@@ -466,21 +466,7 @@ fn run_with_no_configuration_starts_an_embedded_broker_and_scores_what_is_produc
     assert!(address.starts_with("127.0.0.1:"), "{address}");
     wait_log(&log, "ready");
     // Recent events: the wall clock scores them as they are now.
-    let events = dir.path().join("events.jsonl");
-    let start = EventTime::from_millis(chrono::Utc::now().timestamp_millis() - 86_400_000);
-    run_bin(&[
-        "gen",
-        "--events",
-        "500",
-        "--contacts",
-        "20",
-        "--days",
-        "0.9",
-        "--start",
-        &start.to_rfc3339(),
-        "--out",
-        events.to_str().unwrap(),
-    ]);
+    let (events, _) = recent_events(dir.path(), 500, 20);
     run_bin(&[
         "produce",
         "--brokers",

@@ -72,26 +72,7 @@ fn a_running_service_reports_readiness_metrics_and_contacts_over_http() {
     assert_eq!(http_get(&address, "/livez").0, 200);
 
     // Recent events, so the wall clock scores them as they come; one bad line.
-    let events = dir.path().join("events.jsonl");
-    let start = EventTime::from_millis(chrono::Utc::now().timestamp_millis() - 86_400_000);
-    run_bin(&[
-        "gen",
-        "--events",
-        "600",
-        "--contacts",
-        "30",
-        "--days",
-        "0.9",
-        "--start",
-        &start.to_rfc3339(),
-        "--out",
-        events.to_str().unwrap(),
-    ]);
-    let mut lines: Vec<String> = std::fs::read_to_string(&events)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let (_, mut lines) = recent_events(dir.path(), 600, 30);
     lines.push("this is not JSON".to_string());
     broker.produce(&lines);
 

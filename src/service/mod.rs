@@ -545,13 +545,7 @@ impl Service<'_> {
                         timers_loaded = self.processor.timers_loaded(),
                         "ready"
                     );
-                    self.shared
-                        .metrics
-                        .rebalances
-                        .with_label_values(&["assigned"])
-                        .inc();
-                    self.publish_partitions();
-                    self.shared.set_ready(true);
+                    self.rebalanced("assigned", true);
                 }
                 Rebalance::Revoked(partitions) => {
                     for p in partitions {
@@ -561,13 +555,7 @@ impl Service<'_> {
                         }
                         self.paused.retain(|(_, x)| *x != p);
                     }
-                    self.shared
-                        .metrics
-                        .rebalances
-                        .with_label_values(&["revoked"])
-                        .inc();
-                    self.publish_partitions();
-                    self.shared.set_ready(false);
+                    self.rebalanced("revoked", false);
                 }
                 Rebalance::Failed(e) => anyhow::bail!("rebalance: {e}"),
             }
@@ -575,15 +563,26 @@ impl Service<'_> {
         Ok(())
     }
 
+    /// After a rebalance: count it, publish the partitions held and readiness.
+    fn rebalanced(&self, kind: &str, ready: bool) {
+        self.shared
+            .metrics
+            .rebalances
+            .with_label_values(&[kind])
+            .inc();
+        self.publish_partitions();
+        self.shared.set_ready(ready);
+    }
+
     /// Metrics of a batch about to be applied: records per topic, event ages.
     fn observe_batch(&self, batch: &[Decoded]) {
         let wall = wall_now().millis();
-        for (topic, counter) in &self.consumed {
-            let n = batch.iter().filter(|(r, _)| r.topic == *topic).count();
-            counter.inc_by(n as u64);
-        }
+        let mut counts = [0u64; EventKind::ALL.len()];
         let age = &self.shared.metrics.event_age;
         for (rec, event) in batch {
+            if let Some(i) = self.consumed.iter().position(|(t, _)| *t == rec.topic) {
+                counts[i] += 1;
+            }
             match event {
                 Ok(e) => age.observe((wall - e.occurred_at.millis()) as f64 / 1000.0),
                 Err(e) => debug!(
@@ -594,6 +593,9 @@ impl Service<'_> {
                     "dead letter: {e}"
                 ),
             }
+        }
+        for ((_, counter), n) in self.consumed.iter().zip(counts) {
+            counter.inc_by(n);
         }
     }
 

@@ -367,3 +367,31 @@ pub fn run_bin(args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// `n` generated events over `contacts` contacts in the day before now (so
+/// the wall clock scores them as they come), as replay-format lines; the
+/// file is written to `dir`.
+pub fn recent_events(dir: &Path, n: u32, contacts: u32) -> (PathBuf, Vec<String>) {
+    let file = dir.join("events.jsonl");
+    let start = chrono::Utc::now().timestamp_millis() - 86_400_000;
+    let start = leadscore::time::EventTime::from_millis(start).to_rfc3339();
+    run_bin(&[
+        "gen",
+        "--events",
+        &n.to_string(),
+        "--contacts",
+        &contacts.to_string(),
+        "--days",
+        "0.9",
+        "--start",
+        &start,
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    let lines = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (file, lines)
+}
