@@ -54,16 +54,19 @@ def start_tansu(tansu_bin, work, topics, partitions=4):
     return tansu, brokers
 
 
-def config(path, brokers, state, group, extra="", topics=""):
+def config(path, brokers, state, group, consumer=None, topics="", producer=None):
+    """Writes a service config; `consumer` and `producer` add librdkafka properties."""
+    consumer = {"fetch.wait.max.ms": "10", "fetch.queue.backoff.ms": "10", **(consumer or {})}
+    lines = lambda props: "\n".join(f'"{k}" = "{v}"' for k, v in props.items())
     with open(path, "w") as f:
         f.write(f'''rules = "{os.path.abspath("examples/rules.toml")}"
 [kafka]
 brokers = "{brokers}"
 group_id = "{group}"
 [kafka.consumer]
-"fetch.wait.max.ms" = "10"
-"fetch.queue.backoff.ms" = "10"
-{extra}
+{lines(consumer)}
+[kafka.producer]
+{lines(producer or {})}
 [topics]
 page_visits = "{topics}page-visits"
 email = "{topics}email-clicks"
@@ -88,6 +91,11 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--state-contacts", type=int, default=1_000_000,
                     help="contacts in state for the start-up and RSS phase (0: skip)")
+    ap.add_argument("--warmup-seconds", type=int, default=3,
+                    help="paced traffic before the timed latency run, not timed")
+    ap.add_argument("--set", action="append", default=[], metavar="consumer|producer:KEY=VALUE",
+                    help="a librdkafka property for the latency phase's service (repeatable)")
+    ap.add_argument("--latency-only", action="store_true", help="run the latency phase only")
     a = ap.parse_args()
     bin_ = os.path.abspath(a.binary)
     work = tempfile.mkdtemp(prefix="leadscore-bench-")
@@ -98,8 +106,13 @@ def main():
         # (Tansu's SQLite engine slows down as it fills).
         cfg2 = os.path.join(work, "latency.toml")
         # Starts at the end of the topics: only the paced traffic is measured.
-        config(cfg2, brokers, os.path.join(work, "state2"), "bench-latency-svc", '"auto.offset.reset" = "latest"',
-               topics="lat-")
+        props = {"consumer": {"auto.offset.reset": "latest"}, "producer": {}}
+        for item in a.set:
+            side, kv = item.split(":", 1)
+            k, v = kv.split("=", 1)
+            props[side][k] = v
+        config(cfg2, brokers, os.path.join(work, "state2"), "bench-latency-svc", props["consumer"],
+               topics="lat-", producer=props["producer"])
         log2 = os.path.join(work, "latency.log")
         svc = subprocess.Popen([bin_, "run", "--config", cfg2], stdout=subprocess.DEVNULL,
                                stderr=open(log2, "w"), env={**os.environ, "NO_COLOR": "1"})
@@ -109,14 +122,20 @@ def main():
                 sys.exit("latency service not ready:\n" + open(log2).read()[-3000:])
             time.sleep(0.1)
         lat = json.loads(subprocess.run([bin_, "bench-latency", "--brokers", brokers, "--rate", str(a.rate),
-                                         "--seconds", str(a.seconds), "--input", "lat-form-submissions",
+                                         "--seconds", str(a.seconds), "--warmup-seconds", str(a.warmup_seconds),
+                                         "--input", "lat-form-submissions",
                                          "--output", "lat-lead-score-events"], check=True, capture_output=True,
                                         text=True).stdout)
         svc.send_signal(signal.SIGTERM); svc.wait(60)
         # The broker's own produce → consume round trip at the same rate (no leadscore).
         floor = json.loads(subprocess.run([bin_, "bench-latency", "--brokers", brokers, "--rate", str(a.rate),
-                                           "--seconds", str(a.seconds), "--input", "lat-purchases", "--output",
+                                           "--seconds", str(a.seconds), "--warmup-seconds", str(a.warmup_seconds),
+                                           "--input", "lat-purchases", "--output",
                                            "lat-purchases"], check=True, capture_output=True, text=True).stdout)
+        if a.latency_only:
+            print(json.dumps({"latency_at_rate": {"rate": a.rate, "seconds": a.seconds, **lat},
+                              "broker_round_trip_at_rate": floor}, indent=2))
+            return
         events = os.path.join(work, "events.jsonl")
         subprocess.run([bin_, "gen", "--events", str(a.events), "--contacts", str(a.contacts),
                         "--late-percent", "0", "--out", events], check=True)

@@ -68,24 +68,37 @@ pub fn run(cli: Cli) -> ExitCode {
             output,
             rate,
             seconds,
+            warmup_seconds,
             linger_ms,
-        } => report_io(
-            crate::service::bench::latency(&brokers, &input, &output, rate, seconds, linger_ms)
-                .map(|lat| {
-                    let q = |p: f64| {
-                        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+        } => {
+            let pace = crate::service::bench::Pace {
+                rate,
+                seconds,
+                warmup_seconds,
+                linger_ms,
+            };
+            report_io(
+                crate::service::bench::latency(&brokers, &input, &output, pace).map(|lat| {
+                    let q = |ms: &[f64], p: f64| {
+                        ms.get(((ms.len() as f64 - 1.0) * p).round() as usize)
                             .copied()
                             .unwrap_or(f64::NAN)
                     };
+                    let tail = &lat.from_publish_ms;
                     println!(
-                    "{{\"changes\": {}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}, \"max_ms\": {:.1}}}",
-                    lat.len(),
-                    q(0.5),
-                    q(0.99),
-                    q(1.0)
-                );
+                        "{{\"changes\": {}, \"missing\": {}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}, \"max_ms\": {:.1}, \
+                         \"from_publish_p50_ms\": {:.0}, \"from_publish_p99_ms\": {:.0}}}",
+                        lat.ms.len(),
+                        lat.missing,
+                        q(&lat.ms, 0.5),
+                        q(&lat.ms, 0.99),
+                        q(&lat.ms, 1.0),
+                        q(tail, 0.5),
+                        q(tail, 0.99),
+                    );
                 }),
-        ),
+            )
+        }
     }
 }
 

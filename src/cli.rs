@@ -95,6 +95,9 @@ pub enum Command {
         rate: u64,
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+        /// Seconds of the same load before the timed part, not timed.
+        #[arg(long, default_value_t = 3)]
+        warmup_seconds: u64,
         /// The load producer's linger.ms (how it batches).
         #[arg(long, default_value_t = 5)]
         linger_ms: u64,

@@ -13,6 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::event::output::{Cause, TierChanged};
 use crate::time::EventTime;
@@ -54,40 +55,69 @@ pub fn raw_consume(
     Ok((n, secs))
 }
 
-/// Produce → tier-change latency: sends `rate` events per second for
-/// `seconds`: one in ten a demo request of a fresh contact on `input` (which
-/// moves it from cold to warm under the example rules), the others blog
-/// visits on the matching page-visits topic (no change) and times each from its send to the
-/// arrival of the tier change it caused on `output` (with `output` equal to
-/// `input`: of the event itself, the broker's own round trip). Returns the
-/// latencies in milliseconds, sorted.
-pub fn latency(
-    brokers: &str,
-    input: &str,
-    output: &str,
-    rate: u64,
-    seconds: u64,
-    linger_ms: u64,
-) -> anyhow::Result<Vec<f64>> {
+/// A paced load for [`latency`].
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Events per second.
+    pub rate: u64,
+    /// Seconds of timed traffic.
+    pub seconds: u64,
+    /// Seconds of the same traffic before, not timed: connections, fetch
+    /// sessions and producer ids settle (steady state is what is measured).
+    pub warmup_seconds: u64,
+    /// The load producer's `linger.ms`.
+    pub linger_ms: u64,
+}
+
+/// What [`latency`] measured.
+#[derive(Debug)]
+pub struct Latencies {
+    /// Milliseconds from send to arrival, sorted.
+    pub ms: Vec<f64>,
+    /// Of those, the part after the tier change was handed to the service's
+    /// producer (its record's create time; whole milliseconds), sorted.
+    pub from_publish_ms: Vec<f64>,
+    /// Timed events whose tier change never arrived.
+    pub missing: usize,
+}
+
+/// Produce → tier-change latency: sends `pace.rate` events per second: one
+/// in ten a demo request of a fresh contact on `input` (which moves it from
+/// cold to warm under the example rules), the others blog visits on the
+/// matching page-visits topic (no change); after the warm-up, times each demo
+/// request from its send to the arrival of the tier change it caused on
+/// `output` (with `output` equal to `input`: of the event itself, the
+/// broker's own round trip).
+pub fn latency(brokers: &str, input: &str, output: &str, pace: Pace) -> anyhow::Result<Latencies> {
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("bench-latency-{}", std::process::id()))
-        .set("auto.offset.reset", "latest")
+        .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "5")
         .set("fetch.queue.backoff.ms", "5")
         .create()?;
-    consumer.subscribe(&[output])?;
-    // Let the reader join before traffic starts.
-    let joined = Instant::now();
-    while consumer.assignment()?.count() == 0 && joined.elapsed() < Duration::from_secs(30) {
-        consumer.poll(Duration::from_millis(50));
+    // The reader starts at the current end of every output partition, fixed
+    // before any traffic: nothing sent later can be skipped.
+    let timeout = Duration::from_secs(30);
+    let metadata = consumer.fetch_metadata(Some(output), timeout)?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .filter(|&n| n > 0)
+        .with_context(|| format!("topic `{output}` has no partitions"))?;
+    let mut start = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        let (_, high) = consumer.fetch_watermarks(output, p, timeout)?;
+        start.add_partition_offset(output, p, Offset::Offset(high))?;
     }
+    consumer.assign(&start)?;
     let reader = {
         let (sent, done) = (sent.clone(), done.clone());
         std::thread::spawn(move || {
-            let mut lat = Vec::new();
+            let (mut lat, mut tail) = (Vec::new(), Vec::new());
             while !done.load(Ordering::Relaxed) {
                 let Some(Ok(m)) = consumer.poll(Duration::from_millis(20)) else {
                     continue;
@@ -109,36 +139,46 @@ pub fn latency(
                 };
                 if let Some(t) = sent.lock().unwrap().remove(&id) {
                     lat.push((now - t).as_secs_f64() * 1000.0);
+                    if let Some(created) = m.timestamp().to_millis() {
+                        let wall = chrono::Utc::now().timestamp_millis();
+                        tail.push((wall - created) as f64);
+                    }
                 }
             }
-            lat
+            (lat, tail)
         })
     };
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("linger.ms", linger_ms.to_string())
+        .set("linger.ms", pace.linger_ms.to_string())
         .create()?;
     let started = Instant::now();
-    let total = rate * seconds;
+    let warmup = pace.rate * pace.warmup_seconds;
+    let total = warmup + pace.rate * pace.seconds;
     // With `output` = `input` (the broker's round trip) every event is timed.
     let echo = input == output;
     let visits = input.replace("form-submissions", "page-visits");
     let run = format!("{}", std::process::id());
+    let mut timed = 0;
     for n in 0..total {
-        let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
+        let due = started + Duration::from_secs_f64(n as f64 / pace.rate as f64);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait); // pacing the load, not synchronisation
         }
         let at = EventTime::from_millis(chrono::Utc::now().timestamp_millis()).to_rfc3339();
         let id = format!("lat-{run}-{n}");
         // One event in ten is a demo request of a new contact (a tier change,
-        // timed); the others are blog visits of known contacts (no change).
+        // timed after the warm-up); the others are blog visits of known
+        // contacts (no change).
         let (topic, contact, payload) = if echo || n % 10 == 0 {
             let contact = format!("lat-{run}-c{n}");
             let payload = format!(
                 r#"{{"event_id":"{id}","contact_id":"{contact}","occurred_at":"{at}","form_id":"demo","fields":{{}}}}"#
             );
-            sent.lock().unwrap().insert(id, Instant::now());
+            if n >= warmup {
+                sent.lock().unwrap().insert(id, Instant::now());
+                timed += 1;
+            }
             (input, contact, payload)
         } else {
             let contact = format!("lat-{run}-c{}", n / 10 * 10);
@@ -160,9 +200,14 @@ pub fn latency(
         std::thread::sleep(Duration::from_millis(50));
     }
     done.store(true, Ordering::Relaxed);
-    let mut lat = reader.join().ok().context("latency reader panicked")?;
-    lat.sort_by(f64::total_cmp);
-    Ok(lat)
+    let (mut ms, mut from_publish_ms) = reader.join().ok().context("latency reader panicked")?;
+    ms.sort_by(f64::total_cmp);
+    from_publish_ms.sort_by(f64::total_cmp);
+    Ok(Latencies {
+        missing: timed - ms.len(),
+        ms,
+        from_publish_ms,
+    })
 }
 
 /// Fills the state directory of `config` with `contacts` contacts (one
