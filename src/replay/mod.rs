@@ -147,11 +147,13 @@ impl<W: Write> Replayer<W> {
         batch: &mut Vec<(u64, Result<Event, DecodeError>)>,
         rejects: &mut impl Write,
     ) -> io::Result<()> {
+        // Candidates by digest only: the names are compared once the slots
+        // are in cache (in `apply`).
         self.batch_idx.clear();
         for (_, item) in batch.iter() {
             let idx = item
                 .as_ref()
-                .map_or(u32::MAX, |e| self.index_of(&e.contact.0));
+                .map_or(u32::MAX, |e| self.candidate(&e.contact.0));
             self.batch_idx.push(idx);
         }
         for &idx in &self.batch_idx {
@@ -176,7 +178,10 @@ impl<W: Write> Replayer<W> {
         for (i, (line_no, item)) in batch.drain(..).enumerate() {
             self.stats.lines += 1;
             match item {
-                Ok(event) => self.apply(self.batch_idx[i], &event)?,
+                Ok(event) => {
+                    let idx = self.confirm(self.batch_idx[i], &event.contact.0);
+                    self.apply(idx, &event)?
+                }
                 Err(e) => {
                     self.stats.rejected += 1;
                     write_reject(rejects, line_no, &e)?;
@@ -218,29 +223,39 @@ impl<W: Write> Replayer<W> {
         self.emit(idx)
     }
 
-    /// The index of a contact, created on first sight.
-    fn index_of(&mut self, name: &str) -> u32 {
+    /// The index of the contact whose id has `name`'s digest, created if no
+    /// contact has it. The caller must [`Self::confirm`] it: another id may
+    /// share the digest.
+    fn candidate(&mut self, name: &str) -> u32 {
         let d = xxhash_rust::xxh3::xxh3_64(name.as_bytes());
-        let next = self.contacts.len() as u32;
-        match self.ids.get(&d) {
-            Some(&i) if self.contacts[i as usize].name == name => return i,
-            Some(_) => {
-                if let Some(&i) = self.collided.get(name) {
-                    return i;
-                }
-                self.collided.insert(name.into(), next);
-            }
-            None => {
-                self.ids.insert(d, next);
-            }
+        if let Some(&i) = self.ids.get(&d) {
+            return i;
         }
-        let slot = Slot {
+        let next = self.new_slot(name);
+        self.ids.insert(d, next);
+        next
+    }
+
+    /// The index of contact `name`, given its [`Self::candidate`].
+    fn confirm(&mut self, candidate: u32, name: &str) -> u32 {
+        if self.contacts[candidate as usize].name == name {
+            return candidate;
+        }
+        if let Some(&i) = self.collided.get(name) {
+            return i;
+        }
+        let next = self.new_slot(name);
+        self.collided.insert(name.into(), next);
+        next
+    }
+
+    fn new_slot(&mut self, name: &str) -> u32 {
+        self.contacts.push(Slot {
             name: CompactString::new(name),
             state: self.engine.new_contact(),
             seen: RecentIds::default(),
-        };
-        self.contacts.push(slot);
-        next
+        });
+        (self.contacts.len() - 1) as u32
     }
 
     /// Moves the clock to `to`, firing every timer due at or before it in
@@ -433,4 +448,38 @@ pub fn write_score_lines(
         out.write_all(b"\n")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleSet;
+
+    fn replayer() -> Replayer<Vec<u8>> {
+        let rules = RuleSet::parse(
+            "[[model]]\nname = \"m\"\ntiers = [{ name = \"cold\" }, { name = \"warm\", min = 10 }]\n",
+        )
+        .unwrap();
+        Replayer::new(Engine::new(rules, 0), TopicMap::default(), 0, Vec::new())
+    }
+
+    #[test]
+    fn contacts_whose_digests_collide_stay_apart() {
+        let mut r = replayer();
+        let a = r.candidate("alice");
+        assert_eq!(r.confirm(a, "alice"), a);
+        // Make "bob" collide with "alice": its digest now leads to alice's slot.
+        let bob = xxhash_rust::xxh3::xxh3_64(b"bob");
+        r.ids.insert(bob, a);
+        let candidate = r.candidate("bob");
+        assert_eq!(candidate, a, "the digest alone finds alice");
+        let b = r.confirm(candidate, "bob");
+        assert_ne!(b, a);
+        assert_eq!(&*r.contacts[b as usize].name, "bob");
+        let again = r.candidate("bob");
+        assert_eq!(r.confirm(again, "bob"), b, "found again");
+        let again = r.candidate("alice");
+        assert_eq!(r.confirm(again, "alice"), a);
+        assert_eq!(r.contacts(), 2);
+    }
 }

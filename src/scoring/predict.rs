@@ -9,6 +9,8 @@
 //! millisecond at which the tier rule, evaluated on the same curve, says
 //! "move". At a breakpoint the score may jump; the rule is evaluated there.
 
+use smallvec::SmallVec;
+
 use super::score::{clamp, curve, transition, Curve, Edge};
 use super::state::{ModelState, PredictedCause, Prediction};
 use crate::rules::DecayRate;
@@ -45,7 +47,7 @@ pub fn predict(
     now: EventTime,
 ) -> Option<Prediction> {
     let f = model.decay_factor;
-    let mut steps: Vec<(EventTime, Step)> = Vec::new();
+    let mut steps: SmallVec<[(EventTime, Step); 16]> = SmallVec::new();
     if ms.unfolded > 0 {
         for c in ms.pending.iter().filter(|c| c.decays && c.t > now) {
             steps.push((c.t, Step::DecayStart { points: c.points }));

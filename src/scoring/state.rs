@@ -173,22 +173,24 @@ impl ModelState {
         }
         self.ref_time = now;
         let expired = self.pending.partition_point(|c| c.expired(now, false));
-        let gone: Vec<Contribution> = self.pending.drain(..expired).collect();
-        for c in gone {
+        for i in 0..expired {
+            let c = self.pending[i].clone();
             if c.folded {
                 self.unfold_value(&c, f, now);
             } else {
                 self.unfolded -= 1;
             }
         }
+        self.pending.drain(..expired);
         if self.unfolded > 0 {
-            let mut fold = Vec::new();
-            for c in self.pending.iter_mut().filter(|c| !c.folded && c.t <= now) {
+            for i in 0..self.pending.len() {
+                let c = &mut self.pending[i];
+                if c.folded || c.t > now {
+                    continue;
+                }
                 c.folded = true;
-                fold.push(c.clone());
-            }
-            self.unfolded -= fold.len() as u32;
-            for c in fold {
+                let c = c.clone();
+                self.unfolded -= 1;
                 self.fold_value(&c, f, now);
             }
             self.pending.retain(|c| !(c.folded && c.expires.is_none()));
