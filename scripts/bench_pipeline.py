@@ -97,13 +97,22 @@ def main():
                     help="paced traffic before the timed latency run, not timed")
     ap.add_argument("--set", action="append", default=[], metavar="consumer|producer:KEY=VALUE",
                     help="a librdkafka property for the latency phase's service (repeatable)")
-    # Tansu's SQLite engine serves a fetch partition by partition (~1.5 ms
+    # Tansu's SQLite engine serves a fetch partition by partition (~1.7 ms
     # each here), so the service's fetch cycle grows with the partitions of
     # its four input topics; 2,000 events/s need only one.
     ap.add_argument("--latency-partitions", type=int, default=1,
                     help="partitions of each latency-phase topic")
     ap.add_argument("--latency-only", action="store_true", help="run the latency phase only")
     a = ap.parse_args()
+    # The latency phase's service starts at the end of its topics: only the
+    # paced traffic is measured.
+    props = {"consumer": {"auto.offset.reset": "latest"}, "producer": {}}
+    for item in a.set:
+        side, _, kv = item.partition(":")
+        k, eq, v = kv.partition("=")
+        if side not in props or not eq:
+            ap.error(f"--set {item}: expected consumer:KEY=VALUE or producer:KEY=VALUE")
+        props[side][k] = v
     bin_ = os.path.abspath(a.binary)
     work = tempfile.mkdtemp(prefix="leadscore-bench-")
     names = INPUTS + ["lead-score-events", "lead-score-dlq"]
@@ -112,12 +121,6 @@ def main():
         # Latency first, on topics of its own, while the broker's storage is small
         # (Tansu's SQLite engine slows down as it fills).
         cfg2 = os.path.join(work, "latency.toml")
-        # Starts at the end of the topics: only the paced traffic is measured.
-        props = {"consumer": {"auto.offset.reset": "latest"}, "producer": {}}
-        for item in a.set:
-            side, kv = item.split(":", 1)
-            k, v = kv.split("=", 1)
-            props[side][k] = v
         config(cfg2, brokers, os.path.join(work, "state2"), "bench-latency-svc", props["consumer"],
                topics="lat-", producer=props["producer"])
         log2 = os.path.join(work, "latency.log")

@@ -147,8 +147,8 @@ impl<W: Write> Replayer<W> {
         batch: &mut Vec<(u64, Result<Event, DecodeError>)>,
         rejects: &mut impl Write,
     ) -> io::Result<()> {
-        // Candidates by digest only: the names are compared once the slots
-        // are in cache (in `apply`).
+        // Candidates by digest only: the ids are compared (`confirm`) once
+        // the slots are in cache, just before each event is applied.
         self.batch_idx.clear();
         for (_, item) in batch.iter() {
             let idx = item

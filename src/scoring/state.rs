@@ -62,7 +62,7 @@ pub struct RuleAcc {
 }
 
 /// One individually tracked contribution.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Contribution {
     pub rule: u16,
     pub t: EventTime,
@@ -174,7 +174,7 @@ impl ModelState {
         self.ref_time = now;
         let expired = self.pending.partition_point(|c| c.expired(now, false));
         for i in 0..expired {
-            let c = self.pending[i].clone();
+            let c = self.pending[i];
             if c.folded {
                 self.unfold_value(&c, f, now);
             } else {
@@ -189,7 +189,7 @@ impl ModelState {
                     continue;
                 }
                 c.folded = true;
-                let c = c.clone();
+                let c = *c;
                 self.unfolded -= 1;
                 self.fold_value(&c, f, now);
             }

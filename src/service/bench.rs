@@ -159,7 +159,6 @@ pub fn latency(brokers: &str, input: &str, output: &str, pace: Pace) -> anyhow::
     let echo = input == output;
     let visits = input.replace("form-submissions", "page-visits");
     let run = format!("{}", std::process::id());
-    let mut timed = 0;
     for n in 0..total {
         let due = started + Duration::from_secs_f64(n as f64 / pace.rate as f64);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
@@ -177,7 +176,6 @@ pub fn latency(brokers: &str, input: &str, output: &str, pace: Pace) -> anyhow::
             );
             if n >= warmup {
                 sent.lock().unwrap().insert(id, Instant::now());
-                timed += 1;
             }
             (input, contact, payload)
         } else {
@@ -203,8 +201,10 @@ pub fn latency(brokers: &str, input: &str, output: &str, pace: Pace) -> anyhow::
     let (mut ms, mut from_publish_ms) = reader.join().ok().context("latency reader panicked")?;
     ms.sort_by(f64::total_cmp);
     from_publish_ms.sort_by(f64::total_cmp);
+    // What the reader never matched is still waiting in `sent`.
+    let missing = sent.lock().unwrap().len();
     Ok(Latencies {
-        missing: timed - ms.len(),
+        missing,
         ms,
         from_publish_ms,
     })
