@@ -526,9 +526,11 @@ impl<'p, S: StateStore> Step<'p, S> {
                 change.cause.name(),
             );
             *self.p.stats.changes.entry(key).or_default() += 1;
-            let mut event = self.p.engine.output(contact, change);
-            event.emitted_at = Some(self.emitted_at.clone());
-            let payload = serde_json::to_vec(&event).unwrap_or_default();
+            let mut payload = Vec::with_capacity(512);
+            self.p
+                .engine
+                .write_output(&mut payload, contact, change, Some(&self.emitted_at))
+                .unwrap_or_default(); // writes into a Vec: cannot fail
             let entry = OutboxEntry {
                 topic: self.p.settings.output_topic.clone(),
                 key: Some(contact.as_bytes().to_vec()),

@@ -35,20 +35,31 @@ impl EventTime {
         if !matches!(text.as_bytes().get(10), Some(b'T' | b't')) {
             return None; // RFC 3339 proper: no space between date and time
         }
+        if let Some(t) = parse_common(text.as_bytes()) {
+            return Some(t);
+        }
         let parsed = DateTime::parse_from_rfc3339(text).ok()?;
         Some(EventTime(parsed.timestamp_millis()))
     }
 
     /// Formats as RFC 3339 UTC with milliseconds, e.g. `2026-11-20T10:00:00.000Z`.
     pub fn to_rfc3339(self) -> String {
-        // Years 0000–9999 by hand (this is on the output path of every tier
-        // change); anything else through chrono.
-        const MAX_MS: i64 = 253_402_300_799_999;
-        if !(0..=MAX_MS).contains(&(self.0 + 62_167_219_200_000)) {
-            return match DateTime::<Utc>::from_timestamp_millis(self.0) {
+        match self.rfc3339_bytes() {
+            Some(b) => b.iter().map(|&c| c as char).collect(),
+            None => match DateTime::<Utc>::from_timestamp_millis(self.0) {
                 Some(t) => t.to_rfc3339_opts(SecondsFormat::Millis, true),
                 None => format!("@{}ms", self.0),
-            };
+            },
+        }
+    }
+
+    /// The RFC 3339 form of years 0000–9999, formatted by hand without
+    /// allocating (this is on the output path of every tier change); `None`
+    /// outside that range.
+    pub fn rfc3339_bytes(self) -> Option<[u8; 24]> {
+        const MAX_MS: i64 = 253_402_300_799_999;
+        if !(0..=MAX_MS).contains(&(self.0 + 62_167_219_200_000)) {
+            return None;
         }
         let days = self.0.div_euclid(MS_PER_DAY);
         let ms_of_day = self.0.rem_euclid(MS_PER_DAY);
@@ -56,7 +67,21 @@ impl EventTime {
         let (h, rest) = (ms_of_day / 3_600_000, ms_of_day % 3_600_000);
         let (min, rest) = (rest / 60_000, rest % 60_000);
         let (sec, ms) = (rest / 1000, rest % 1000);
-        format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{sec:02}.{ms:03}Z")
+        let mut b = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut v: i64| {
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y);
+        put(5, 2, m);
+        put(8, 2, d);
+        put(11, 2, h);
+        put(14, 2, min);
+        put(17, 2, sec);
+        put(20, 3, ms);
+        Some(b)
     }
 
     /// `self - earlier` in days (negative when `earlier` is later).
@@ -90,6 +115,99 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// Day count since 1970-01-01 of a proleptic Gregorian date (Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The common shape `YYYY-MM-DDTHH:MM:SS[.f…](Z|±hh:mm)` parsed by hand (it
+/// is on the decode path of every event); `None` for anything else, which
+/// then goes to chrono: lower-case separators, leap seconds, errors.
+fn parse_common(b: &[u8]) -> Option<EventTime> {
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let mut n = 0i64;
+        for &c in b.get(range)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + i64::from(c - b'0');
+        }
+        Some(n)
+    };
+    let sep = |at: usize, c: u8| (b.get(at) == Some(&c)).then_some(());
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    sep(4, b'-')?;
+    sep(7, b'-')?;
+    sep(10, b'T')?;
+    let (h, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    sep(13, b':')?;
+    sep(16, b':')?;
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&m) || d < 1 || d > month_days[(m - 1) as usize] {
+        return None;
+    }
+    if h > 23 || min > 59 || sec > 59 {
+        return None;
+    }
+    let mut at = 19;
+    let mut ms = 0;
+    if b.get(at) == Some(&b'.') {
+        at += 1;
+        let digits = b[at..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        for i in 0..3 {
+            ms = ms * 10
+                + if i < digits {
+                    i64::from(b[at + i] - b'0')
+                } else {
+                    0
+                };
+        }
+        at += digits;
+    }
+    let offset_min = match &b[at..] {
+        b"Z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (oh, om) = (num(at + 1..at + 3)?, num(at + 4..at + 6)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let off = oh * 60 + om;
+            if *sign == b'-' {
+                -off
+            } else {
+                off
+            }
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, m, d) * 86_400 + h * 3600 + min * 60 + sec - offset_min * 60;
+    Some(EventTime(secs * 1000 + ms))
+}
+
 /// Converts a number of days (possibly fractional) to whole milliseconds.
 pub fn days_to_millis(days: f64) -> i64 {
     let ms = (days * MS_PER_DAY as f64).round();
@@ -113,6 +231,54 @@ mod tests {
         assert_eq!(z, off);
         let fine = EventTime::parse_rfc3339("2026-03-03T10:00:00.123456789Z").unwrap();
         assert_eq!(fine.millis() - z.millis(), 123);
+    }
+
+    /// The hand parser against chrono on many valid and invalid shapes.
+    #[test]
+    fn fast_parse_agrees_with_chrono() {
+        let chrono = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| EventTime(t.timestamp_millis()))
+        };
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..50_000 {
+            let y = rng.i64(0..=9999);
+            let (m, d) = (rng.i64(0..=13), rng.i64(0..=32));
+            let (h, min, sec) = (rng.i64(0..=24), rng.i64(0..=60), rng.i64(0..=60));
+            let frac = match rng.u8(0..4) {
+                0 => String::new(),
+                1 => format!(".{}", rng.u32(0..10)),
+                2 => format!(".{:03}", rng.u32(0..1000)),
+                _ => format!(".{:09}", rng.u32(0..1_000_000_000)),
+            };
+            let off = match rng.u8(0..4) {
+                0 => "Z".to_string(),
+                1 => "z".to_string(),
+                _ => format!(
+                    "{}{:02}:{:02}",
+                    if rng.bool() { '+' } else { '-' },
+                    rng.i64(0..=24),
+                    rng.i64(0..=60)
+                ),
+            };
+            let s = format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{sec:02}{frac}{off}");
+            if let Some(ours) = parse_common(s.as_bytes()) {
+                assert_eq!(Some(ours), chrono(&s), "{s}");
+            }
+            assert_eq!(EventTime::parse_rfc3339(&s), chrono(&s), "{s}");
+        }
+        for bad in [
+            "2026-03-03T10:00:00.Z",
+            "2026-03-03T10:00:00+0200",
+            "2026-3-03T10:00:00Z",
+        ] {
+            assert_eq!(parse_common(bad.as_bytes()), None, "{bad}");
+        }
+        assert!(
+            parse_common(b"2026-03-03T10:00:00.5Z").is_some(),
+            "the common shape is taken by hand"
+        );
     }
 
     #[test]

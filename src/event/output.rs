@@ -24,24 +24,26 @@ impl Cause {
     }
 }
 
-/// One `tier_changed` event on the output topic.
+/// One `tier_changed` event on the output topic. Owned by default; the
+/// output path serializes a borrowed one (`TierChanged<&str, &Cause>`) so
+/// that publishing a change allocates nothing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TierChanged {
-    pub event_id: String,
+pub struct TierChanged<S = String, C = Cause> {
+    pub event_id: S,
     #[serde(rename = "type")]
-    pub kind: String,
-    pub contact_id: String,
-    pub model: String,
-    pub from_tier: String,
-    pub to_tier: String,
-    pub direction: String,
+    pub kind: S,
+    pub contact_id: S,
+    pub model: S,
+    pub from_tier: S,
+    pub to_tier: S,
+    pub direction: S,
     pub score: f64,
     pub previous_score: f64,
-    pub at: String,
-    pub cause: Cause,
+    pub at: S,
+    pub cause: C,
     /// Wall-clock time of publication; live mode only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub emitted_at: Option<String>,
+    pub emitted_at: Option<S>,
 }
 
 /// The same tier change always gets the same id: a 128-bit XXH3 digest (a
@@ -55,6 +57,19 @@ pub fn tier_change_id(
     to: &str,
     cause: &Cause,
 ) -> String {
+    let hex = tier_change_id_hex(contact, model, at_ms, from, to, cause);
+    hex.iter().map(|&c| c as char).collect()
+}
+
+/// [`tier_change_id`] as 32 lower-case hex digits, without allocating.
+pub fn tier_change_id_hex(
+    contact: &str,
+    model: &str,
+    at_ms: i64,
+    from: &str,
+    to: &str,
+    cause: &Cause,
+) -> [u8; 32] {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     let mut part = |bytes: &[u8]| {
         h.update(&(bytes.len() as u64).to_le_bytes());
@@ -78,7 +93,13 @@ pub fn tier_change_id(
         }
         Cause::Inactivity => part(b"inactivity"),
     }
-    format!("{:032x}", h.digest128())
+    let digest = h.digest128();
+    let mut hex = [0u8; 32];
+    for (i, c) in hex.iter_mut().enumerate() {
+        let nibble = (digest >> (124 - 4 * i)) & 0xf;
+        *c = b"0123456789abcdef"[nibble as usize];
+    }
+    hex
 }
 
 /// Rounds a score to the two decimals the output carries.
@@ -103,6 +124,22 @@ mod tests {
             tier_change_id("c", "m", 5, "cold", "warm", &Cause::Decay)
         );
         assert_eq!(a.len(), 32);
+        let digest = {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            for part in [
+                &b"c"[..],
+                b"m",
+                &5i64.to_le_bytes(),
+                b"cold",
+                b"warm",
+                b"decay",
+            ] {
+                h.update(&(part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+            h.digest128()
+        };
+        assert_eq!(a, format!("{digest:032x}"), "the digest in hex");
         assert_ne!(
             a,
             tier_change_id("c", "m", 5, "cold", "warm", &Cause::Inactivity)

@@ -291,7 +291,8 @@ impl<W: Write> Replayer<W> {
         let contact = &self.contacts[idx as usize].name;
         for change in &self.fx.changes {
             self.stats.changes += 1;
-            serde_json::to_writer(&mut self.out, &self.engine.output(contact, change))?;
+            self.engine
+                .write_output(&mut self.out, contact, change, None)?;
             self.out.write_all(b"\n")?;
         }
         Ok(())

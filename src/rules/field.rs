@@ -55,6 +55,15 @@ pub struct ProfileValue {
 }
 
 impl ProfileValue {
+    /// Whether `raw` makes a field absent: `null` and `""`.
+    pub fn is_absent(raw: &FieldValue) -> bool {
+        match raw {
+            FieldValue::Null => true,
+            FieldValue::Text(s) => s.is_empty(),
+            _ => false,
+        }
+    }
+
     /// `None` for values that make a field absent: `null` and `""`.
     pub fn new(raw: FieldValue) -> Option<ProfileValue> {
         let norm = match &raw {

@@ -16,7 +16,7 @@ pub use predict::predict;
 pub use score::{components, transition, Components, Edge};
 pub use state::{ContactState, ModelState, PredictedCause, Prediction};
 
-use crate::event::output::{round2, tier_change_id, Cause, TierChanged};
+use crate::event::output::{round2, tier_change_id_hex, Cause, TierChanged};
 use crate::event::{Event, EventBody};
 use crate::rules::RuleSet;
 use crate::time::EventTime;
@@ -204,35 +204,57 @@ impl Engine {
         ms.next = next;
     }
 
-    /// The output event for a change of `contact`.
-    pub fn output(&self, contact: &str, change: &TierChange) -> TierChanged {
+    /// Writes the output event (JSON) for a change of `contact`, without
+    /// allocating; `emitted_at` is the live service's publication time.
+    pub fn write_output(
+        &self,
+        out: &mut impl std::io::Write,
+        contact: &str,
+        change: &TierChange,
+        emitted_at: Option<&str>,
+    ) -> std::io::Result<()> {
         let model = &self.rules.models[change.model];
         let (from, to) = (&model.tiers[change.from].name, &model.tiers[change.to].name);
-        TierChanged {
-            event_id: tier_change_id(
-                contact,
-                &model.name,
-                change.at.millis(),
-                from,
-                to,
-                &change.cause,
-            ),
-            kind: "tier_changed".to_string(),
-            contact_id: contact.to_string(),
-            model: model.name.clone(),
-            from_tier: from.clone(),
-            to_tier: to.clone(),
+        let id = tier_change_id_hex(
+            contact,
+            &model.name,
+            change.at.millis(),
+            from,
+            to,
+            &change.cause,
+        );
+        let at_owned;
+        let at_bytes = change.at.rfc3339_bytes();
+        let at = match &at_bytes {
+            Some(b) => ascii(b),
+            None => {
+                at_owned = change.at.to_rfc3339();
+                &at_owned
+            }
+        };
+        let event = TierChanged {
+            event_id: ascii(&id),
+            kind: "tier_changed",
+            contact_id: contact,
+            model: &model.name,
+            from_tier: from,
+            to_tier: to,
             direction: if change.to > change.from {
                 "up"
             } else {
                 "down"
-            }
-            .to_string(),
+            },
             score: round2(change.score),
             previous_score: round2(change.previous_score),
-            at: change.at.to_rfc3339(),
-            cause: change.cause.clone(),
-            emitted_at: None,
-        }
+            at,
+            cause: &change.cause,
+            emitted_at,
+        };
+        serde_json::to_writer(out, &event).map_err(std::io::Error::from)
     }
+}
+
+/// Text of bytes known to be ASCII (hex digits, formatted times).
+fn ascii(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or("")
 }

@@ -45,17 +45,26 @@ impl Profile {
     pub fn apply(&mut self, fields: &[(String, FieldValue)], t: EventTime) -> bool {
         let mut changed = false;
         for (name, raw) in fields {
-            let value = ProfileValue::new(raw.clone());
             match self.entries.binary_search_by(|e| e.name.as_str().cmp(name)) {
                 Ok(i) => {
                     let entry = &mut self.entries[i];
-                    if t >= entry.updated_at {
-                        changed |= entry.value != value;
-                        entry.value = value;
-                        entry.updated_at = t;
+                    if t < entry.updated_at {
+                        continue;
+                    }
+                    entry.updated_at = t;
+                    // Compared before anything is built: a repeated value
+                    // costs no allocation.
+                    let same = match &entry.value {
+                        Some(v) => v.raw == *raw,
+                        None => ProfileValue::is_absent(raw),
+                    };
+                    if !same {
+                        changed = true;
+                        entry.value = ProfileValue::new(raw.clone());
                     }
                 }
                 Err(i) => {
+                    let value = ProfileValue::new(raw.clone());
                     changed |= value.is_some();
                     self.entries.insert(
                         i,
@@ -97,6 +106,19 @@ mod tests {
             "a tie goes to the later-processed"
         );
         assert_eq!(p.get("pet").unwrap().raw, text("cat"));
+        assert!(
+            !p.apply(&[("pet".into(), text("cat"))], t(20)),
+            "the same value again changes nothing"
+        );
+        assert!(
+            !p.apply(&[("pet".into(), text("dog"))], t(15)),
+            "but it moves the field's time"
+        );
+        assert!(!p.apply(&[("gone".into(), FieldValue::Null)], t(20)));
+        assert!(
+            !p.apply(&[("gone".into(), text(""))], t(30)),
+            "still absent"
+        );
     }
 
     #[test]
