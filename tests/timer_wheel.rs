@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use leadscore::time::EventTime;
-use leadscore::timer::TimerWheel;
+use leadscore::timer::{DenseIndex, KeyIndex, TimerWheel};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -36,46 +36,69 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Runs `ops` on `wheel` and on a sorted map side by side; `key` maps the
+/// generated keys to the wheel's (order-preserving).
+fn matches_a_sorted_map<K: Clone + Ord + std::fmt::Debug, I: KeyIndex<K>>(
+    mut wheel: TimerWheel<K, I>,
+    key: impl Fn(u8) -> K,
+    start: i64,
+    ops: Vec<Op>,
+) -> Result<(), TestCaseError> {
+    let mut model: BTreeMap<u8, i64> = BTreeMap::new();
+    let mut now = start;
+    let mut fired = Vec::new();
+    for op in ops {
+        match op {
+            Op::Insert { key: k, delta } => {
+                wheel.insert(key(k), EventTime::from_millis(now + delta));
+                model.insert(k, now + delta);
+            }
+            Op::Cancel { key: k } => {
+                let got = wheel.cancel(&key(k)).map(|t| t.millis());
+                prop_assert_eq!(got, model.remove(&k));
+            }
+            Op::Poll { advance } => {
+                now += advance;
+                fired.clear();
+                wheel.poll(EventTime::from_millis(now), &mut fired);
+                let mut want: Vec<(i64, K)> = model
+                    .iter()
+                    .filter(|(_, d)| **d <= now)
+                    .map(|(k, d)| (*d, key(*k)))
+                    .collect();
+                want.sort();
+                model.retain(|_, d| *d > now);
+                let got: Vec<(i64, K)> =
+                    fired.iter().map(|(t, k)| (t.millis(), k.clone())).collect();
+                prop_assert_eq!(got, want);
+            }
+        }
+        prop_assert_eq!(wheel.len(), model.len());
+        for (k, d) in &model {
+            prop_assert_eq!(wheel.due(&key(*k)).map(|t| t.millis()), Some(*d));
+        }
+    }
+    // Everything left fires once time runs far enough.
+    fired.clear();
+    wheel.poll(EventTime::from_millis(now + (1i64 << 41)), &mut fired);
+    prop_assert_eq!(fired.len(), model.len());
+    prop_assert!(wheel.is_empty());
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn wheel_matches_a_sorted_map(start in 0i64..1_800_000_000_000, ops in prop::collection::vec(op(), 1..200)) {
-        let mut wheel: TimerWheel<u8> = TimerWheel::new(EventTime::from_millis(start));
-        let mut model: BTreeMap<u8, i64> = BTreeMap::new();
-        let mut now = start;
-        let mut fired = Vec::new();
-        for op in ops {
-            match op {
-                Op::Insert { key, delta } => {
-                    wheel.insert(key, EventTime::from_millis(now + delta));
-                    model.insert(key, now + delta);
-                }
-                Op::Cancel { key } => {
-                    let got = wheel.cancel(&key).map(|t| t.millis());
-                    prop_assert_eq!(got, model.remove(&key));
-                }
-                Op::Poll { advance } => {
-                    now += advance;
-                    fired.clear();
-                    wheel.poll(EventTime::from_millis(now), &mut fired);
-                    let mut want: Vec<(i64, u8)> = model.iter().filter(|(_, d)| **d <= now).map(|(k, d)| (*d, *k)).collect();
-                    want.sort();
-                    model.retain(|_, d| *d > now);
-                    let got: Vec<(i64, u8)> = fired.iter().map(|(t, k)| (t.millis(), *k)).collect();
-                    prop_assert_eq!(got, want);
-                }
-            }
-            prop_assert_eq!(wheel.len(), model.len());
-            for (k, d) in &model {
-                prop_assert_eq!(wheel.due(k).map(|t| t.millis()), Some(*d));
-            }
-        }
-        // Everything left fires once time runs far enough.
-        fired.clear();
-        wheel.poll(EventTime::from_millis(now + (1i64 << 41)), &mut fired);
-        prop_assert_eq!(fired.len(), model.len());
-        prop_assert!(wheel.is_empty());
+        let wheel: TimerWheel<u8> = TimerWheel::new(EventTime::from_millis(start));
+        matches_a_sorted_map(wheel, |k| k, start, ops)?;
+    }
+
+    #[test]
+    fn wheel_with_a_dense_index_matches_a_sorted_map(start in 0i64..1_800_000_000_000, ops in prop::collection::vec(op(), 1..200)) {
+        let wheel = TimerWheel::with_index(EventTime::from_millis(start), DenseIndex::new(3));
+        matches_a_sorted_map(wheel, |k| (u32::from(k / 3), u16::from(k % 3)), start, ops)?;
     }
 }
 

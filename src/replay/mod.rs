@@ -25,7 +25,7 @@ use crate::event::output::round2;
 use crate::event::{decode, DecodeError, Event, TopicMap};
 use crate::scoring::{ContactState, Effects, Engine};
 use crate::time::EventTime;
-use crate::timer::TimerWheel;
+use crate::timer::{DenseIndex, TimerWheel};
 
 /// Counts reported at the end of a replay.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +99,8 @@ pub struct Replayer<W: Write> {
     ids: std::collections::HashMap<u64, u32, BuildHasherDefault<DigestHasher>>,
     collided: HashMap<Box<str>, u32>,
     contacts: Vec<Slot>,
-    wheel: TimerWheel<TimerKey>,
+    /// Keys are dense (contact number, model): a flat index, no hashing.
+    wheel: TimerWheel<TimerKey, DenseIndex>,
     dedupe_window_ms: i64,
     clock: Option<EventTime>,
     fx: Effects,
@@ -111,6 +112,7 @@ pub struct Replayer<W: Write> {
 
 impl<W: Write> Replayer<W> {
     pub fn new(engine: Engine, topics: TopicMap, dedupe_window_ms: i64, out: W) -> Self {
+        let models = engine.rules().models.len();
         Replayer {
             engine,
             topics,
@@ -118,7 +120,7 @@ impl<W: Write> Replayer<W> {
             ids: Default::default(),
             collided: HashMap::default(),
             contacts: Vec::new(),
-            wheel: TimerWheel::default(),
+            wheel: TimerWheel::with_index(EventTime::MIN, DenseIndex::new(models)),
             dedupe_window_ms,
             clock: None,
             fx: Effects::default(),
@@ -140,8 +142,9 @@ impl<W: Write> Replayer<W> {
     }
 
     /// Applies a batch of decoded lines in order, reporting rejects. Contacts
-    /// are looked up and their state prefetched for the whole batch first, so
-    /// that the cache misses of different events overlap.
+    /// are looked up for the whole batch first, and each contact's state is
+    /// prefetched a few events before it is needed, so that the cache misses
+    /// of different events overlap.
     pub fn batch(
         &mut self,
         batch: &mut Vec<(u64, Result<Event, DecodeError>)>,
@@ -156,26 +159,17 @@ impl<W: Write> Replayer<W> {
                 .map_or(u32::MAX, |e| self.candidate(&e.contact.0));
             self.batch_idx.push(idx);
         }
-        for &idx in &self.batch_idx {
-            if let Some(slot) = self.contacts.get(idx as usize) {
-                let base = (slot as *const Slot).cast::<u8>();
-                for line in (0..std::mem::size_of::<Slot>()).step_by(64) {
-                    prefetch(base.wrapping_add(line));
-                }
-            }
+        // Software pipeline: while event i is applied, the slot of event
+        // i + AHEAD is fetched, and what the slot of i + AHEAD / 2 points to.
+        for i in 0..AHEAD.min(self.batch_idx.len()) {
+            self.prefetch_slot(i);
         }
-        for &idx in &self.batch_idx {
-            if let Some(slot) = self.contacts.get(idx as usize) {
-                prefetch(slot.seen.front_ptr());
-                for ms in &slot.state.models {
-                    prefetch(ms.pending.as_ptr());
-                    for acc in ms.rules.iter().filter_map(|a| a.cap.as_deref()) {
-                        prefetch(acc as *const _);
-                    }
-                }
-            }
+        for i in 0..AHEAD / 2 {
+            self.prefetch_heap(i);
         }
         for (i, (line_no, item)) in batch.drain(..).enumerate() {
+            self.prefetch_slot(i + AHEAD);
+            self.prefetch_heap(i + AHEAD / 2);
             self.stats.lines += 1;
             match item {
                 Ok(event) => {
@@ -189,6 +183,39 @@ impl<W: Write> Replayer<W> {
             }
         }
         Ok(())
+    }
+
+    /// Prefetches the slot of the batch's `i`th event.
+    fn prefetch_slot(&self, i: usize) {
+        let Some(slot) = self
+            .batch_idx
+            .get(i)
+            .and_then(|&x| self.contacts.get(x as usize))
+        else {
+            return;
+        };
+        let base = (slot as *const Slot).cast::<u8>();
+        for line in (0..std::mem::size_of::<Slot>()).step_by(64) {
+            prefetch(base.wrapping_add(line));
+        }
+    }
+
+    /// Prefetches what the slot of the batch's `i`th event points to.
+    fn prefetch_heap(&self, i: usize) {
+        let Some(slot) = self
+            .batch_idx
+            .get(i)
+            .and_then(|&x| self.contacts.get(x as usize))
+        else {
+            return;
+        };
+        prefetch(slot.seen.front_ptr());
+        for ms in &slot.state.models {
+            prefetch(ms.pending.as_ptr());
+            for acc in ms.rules.iter().filter_map(|a| a.cap.as_deref()) {
+                prefetch(acc as *const _);
+            }
+        }
     }
 
     /// Advances the clock to the event's time and applies it.
@@ -371,6 +398,8 @@ impl Progress {
 /// Feeds every line of `input` to the replayer, reporting rejects to `rejects`.
 /// Lines decoded ahead of scoring (see [`Replayer::batch`]).
 const BATCH: usize = 64;
+/// How many events ahead of the one applied its contact's slot is prefetched.
+const AHEAD: usize = 8;
 
 /// Prefetch hint for data about to be used; a no-op where unsupported.
 #[inline]

@@ -6,4 +6,4 @@
 
 mod wheel;
 
-pub use wheel::TimerWheel;
+pub use wheel::{DenseIndex, KeyIndex, TimerWheel};

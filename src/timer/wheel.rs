@@ -39,14 +39,119 @@ struct Entry<K> {
     loc: Loc,
 }
 
+/// Where the wheel finds the entry of a key.
+pub trait KeyIndex<K> {
+    fn get(&self, key: &K) -> Option<u32>;
+    fn insert(&mut self, key: K, entry: u32);
+    fn remove(&mut self, key: &K) -> Option<u32>;
+    fn len(&self) -> usize;
+    fn keys(&self) -> Vec<K>;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<K: Clone + Eq + Hash> KeyIndex<K> for HashMap<K, u32> {
+    fn get(&self, key: &K) -> Option<u32> {
+        HashMap::get(self, key).copied()
+    }
+
+    fn insert(&mut self, key: K, entry: u32) {
+        HashMap::insert(self, key, entry);
+    }
+
+    fn remove(&mut self, key: &K) -> Option<u32> {
+        HashMap::remove(self, key)
+    }
+
+    fn len(&self) -> usize {
+        HashMap::len(self)
+    }
+
+    fn keys(&self) -> Vec<K> {
+        HashMap::keys(self).cloned().collect()
+    }
+}
+
+/// An index for keys `(n, m)` with `m` below a fixed bound and `n` dense
+/// from 0 (contact number, model): a flat array, no hashing, 4 bytes a key.
+#[derive(Debug, Clone)]
+pub struct DenseIndex {
+    per_n: usize,
+    entries: Vec<u32>,
+    len: usize,
+}
+
+impl DenseIndex {
+    /// For keys whose second part is below `per_n`.
+    pub fn new(per_n: usize) -> DenseIndex {
+        DenseIndex {
+            per_n: per_n.max(1),
+            entries: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn at(&self, key: &(u32, u16)) -> usize {
+        debug_assert!((key.1 as usize) < self.per_n, "key {key:?} out of range");
+        key.0 as usize * self.per_n + key.1 as usize
+    }
+}
+
+impl KeyIndex<(u32, u16)> for DenseIndex {
+    fn get(&self, key: &(u32, u16)) -> Option<u32> {
+        self.entries
+            .get(self.at(key))
+            .copied()
+            .filter(|&e| e != NIL)
+    }
+
+    fn insert(&mut self, key: (u32, u16), entry: u32) {
+        let at = self.at(&key);
+        if at >= self.entries.len() {
+            let grown = (at + 1).max(self.entries.len() * 2);
+            self.entries.resize(grown, NIL);
+        }
+        if self.entries[at] == NIL {
+            self.len += 1;
+        }
+        self.entries[at] = entry;
+    }
+
+    fn remove(&mut self, key: &(u32, u16)) -> Option<u32> {
+        let at = self.at(key);
+        let slot = self.entries.get_mut(at)?;
+        if *slot == NIL {
+            return None;
+        }
+        self.len -= 1;
+        Some(std::mem::replace(slot, NIL))
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn keys(&self) -> Vec<(u32, u16)> {
+        let per_n = self.per_n;
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, &e)| e != NIL)
+            .map(|(i, _)| ((i / per_n) as u32, (i % per_n) as u16))
+            .collect()
+    }
+}
+
 /// A timer wheel: at most one timer per key.
 #[derive(Debug, Clone)]
-pub struct TimerWheel<K> {
+pub struct TimerWheel<K, I = HashMap<K, u32>> {
     /// Every timer with a tick ≤ `elapsed` has been returned or is `Ready`.
     elapsed: u64,
     entries: Vec<Entry<K>>,
     free: Vec<u32>,
-    index: HashMap<K, u32>,
+    index: I,
     heads: [[u32; SLOTS]; LEVELS],
     occupied: [u64; LEVELS],
     ready: u32,
@@ -71,11 +176,18 @@ impl<K: Clone + Eq + Hash + Ord> Default for TimerWheel<K> {
 impl<K: Clone + Eq + Hash + Ord> TimerWheel<K> {
     /// A wheel whose clock starts at `now`.
     pub fn new(now: EventTime) -> Self {
+        TimerWheel::with_index(now, HashMap::default())
+    }
+}
+
+impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
+    /// A wheel whose clock starts at `now`, finding keys with `index` (empty).
+    pub fn with_index(now: EventTime, index: I) -> Self {
         TimerWheel {
             elapsed: tick(now),
             entries: Vec::new(),
             free: Vec::new(),
-            index: HashMap::default(),
+            index,
             heads: [[NIL; SLOTS]; LEVELS],
             occupied: [0; LEVELS],
             ready: NIL,
@@ -100,7 +212,7 @@ impl<K: Clone + Eq + Hash + Ord> TimerWheel<K> {
     pub fn due(&self, key: &K) -> Option<EventTime> {
         self.index
             .get(key)
-            .map(|&i| time(self.entries[i as usize].tick))
+            .map(|i| time(self.entries[i as usize].tick))
     }
 
     /// Sets the timer of `key` to `due`, replacing any earlier one. A timer due
@@ -140,7 +252,8 @@ impl<K: Clone + Eq + Hash + Ord> TimerWheel<K> {
 
     /// Removes every timer whose key matches.
     pub fn cancel_where(&mut self, mut doomed: impl FnMut(&K) -> bool) {
-        let keys: Vec<K> = self.index.keys().filter(|k| doomed(k)).cloned().collect();
+        let mut keys = self.index.keys();
+        keys.retain(|k| doomed(k));
         for k in keys {
             self.cancel(&k);
         }
