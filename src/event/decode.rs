@@ -55,6 +55,22 @@ impl DecodeError {
 /// Decodes one message value of a topic of `kind`. `key` is the message key,
 /// if the record has one.
 pub fn decode(kind: EventKind, key: Option<&[u8]>, payload: &[u8]) -> Result<Event, DecodeError> {
+    parse(kind, key, payload)?.validate()
+}
+
+/// A message value parsed into the wire struct, not yet validated: the first
+/// of [`decode`]'s two stages. `replay` runs each stage over a whole batch of
+/// lines in turn, so that each stage's code stays in the instruction cache.
+#[derive(Debug)]
+pub struct Parsed {
+    kind: EventKind,
+    wire: EventWire,
+    /// The message key, when it differs from the event's `contact_id`.
+    other_key: Option<String>,
+}
+
+/// The first stage of [`decode`]: size, JSON and types.
+pub fn parse(kind: EventKind, key: Option<&[u8]>, payload: &[u8]) -> Result<Parsed, DecodeError> {
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(DecodeError::PayloadTooLarge {
             size: payload.len(),
@@ -65,16 +81,29 @@ pub fn decode(kind: EventKind, key: Option<&[u8]>, payload: &[u8]) -> Result<Eve
         Err(e) if e.is_data() => wire_from_value(kind, payload)?,
         Err(e) => return Err(DecodeError::InvalidJson(e.to_string())),
     };
-    let event = validate(kind, wire)?;
-    if let Some(key) = key {
-        if key != event.contact.0.as_bytes() {
-            return Err(DecodeError::KeyMismatch {
-                key: String::from_utf8_lossy(key).into_owned(),
+    let other_key = key
+        .filter(|k| wire.contact_id.as_deref().map(str::as_bytes) != Some(*k))
+        .map(|k| String::from_utf8_lossy(k).into_owned());
+    Ok(Parsed {
+        kind,
+        wire,
+        other_key,
+    })
+}
+
+impl Parsed {
+    /// The second stage of [`decode`]: the schema's rules, then the key
+    /// (an invalid event is reported as such before a key mismatch).
+    pub fn validate(self) -> Result<Event, DecodeError> {
+        let event = validate(self.kind, self.wire)?;
+        match self.other_key {
+            Some(key) => Err(DecodeError::KeyMismatch {
+                key,
                 contact_id: event.contact.0,
-            });
+            }),
+            None => Ok(event),
         }
     }
-    Ok(event)
 }
 
 /// Slow path, taken only when the typed decode failed on a value's type: finds

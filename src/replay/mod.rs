@@ -22,8 +22,8 @@ pub use input::{parse_line, Record};
 
 use crate::dedupe::RecentIds;
 use crate::event::output::round2;
-use crate::event::{decode, DecodeError, Event, TopicMap};
-use crate::scoring::{ContactState, Effects, Engine};
+use crate::event::{parse, DecodeError, Event, Parsed, TopicMap};
+use crate::scoring::{ContactState, Effects, Engine, TierChange};
 use crate::time::EventTime;
 use crate::timer::{DenseIndex, TimerWheel};
 
@@ -105,6 +105,10 @@ pub struct Replayer<W: Write> {
     clock: Option<EventTime>,
     fx: Effects,
     polled: Vec<(EventTime, TimerKey)>,
+    /// Tier changes of the batch (contact, change), written at its end.
+    changes: Vec<(u32, TierChange)>,
+    /// The batch being applied, validated (kept for its allocation).
+    events: Vec<(u64, Result<Event, DecodeError>)>,
     batch_idx: Vec<u32>,
     due: BinaryHeap<Reverse<(EventTime, TimerKey)>>,
     pub stats: ReplayStats,
@@ -125,20 +129,23 @@ impl<W: Write> Replayer<W> {
             clock: None,
             fx: Effects::default(),
             polled: Vec::new(),
+            changes: Vec::new(),
+            events: Vec::new(),
             batch_idx: Vec::new(),
             due: BinaryHeap::new(),
             stats: ReplayStats::default(),
         }
     }
 
-    /// Decodes one line's record; the caller reports the error as a reject.
-    pub fn decode(&self, line: &str) -> Result<Event, DecodeError> {
+    /// Parses one line's record (the first stage of decoding; [`Self::batch`]
+    /// validates); the caller reports the error as a reject.
+    pub fn parse(&self, line: &str) -> Result<Parsed, DecodeError> {
         let rec = parse_line(line)?;
         let kind = self
             .topics
             .kind_of(&rec.topic)
             .ok_or_else(|| DecodeError::UnknownTopic(rec.topic.to_string()))?;
-        decode(kind, rec.key.as_deref().map(str::as_bytes), &rec.payload)
+        parse(kind, rec.key.as_deref().map(str::as_bytes), &rec.payload)
     }
 
     /// Applies a batch of decoded lines in order, reporting rejects. Contacts
@@ -147,9 +154,17 @@ impl<W: Write> Replayer<W> {
     /// of different events overlap.
     pub fn batch(
         &mut self,
-        batch: &mut Vec<(u64, Result<Event, DecodeError>)>,
+        parsed: &mut Vec<(u64, Result<Parsed, DecodeError>)>,
         rejects: &mut impl Write,
     ) -> io::Result<()> {
+        // Validation of the whole batch first: one stage at a time keeps
+        // each stage's code in the instruction cache.
+        let mut batch = std::mem::take(&mut self.events);
+        batch.extend(
+            parsed
+                .drain(..)
+                .map(|(line, p)| (line, p.and_then(Parsed::validate))),
+        );
         // Candidates by digest only: the ids are compared (`confirm`) once
         // the slots are in cache, just before each event is applied.
         self.batch_idx.clear();
@@ -182,7 +197,8 @@ impl<W: Write> Replayer<W> {
                 }
             }
         }
-        Ok(())
+        self.events = batch;
+        self.flush_changes()
     }
 
     /// Prefetches the slot of the batch's `i`th event.
@@ -223,7 +239,7 @@ impl<W: Write> Replayer<W> {
         let now = self
             .clock
             .map_or(event.occurred_at, |c| c.max(event.occurred_at));
-        self.advance(now)?;
+        self.advance_clock(now)?;
         let topic = self.topics.topic_of(event.body.kind());
         let slot = &mut self.contacts[idx as usize];
         if slot
@@ -247,7 +263,8 @@ impl<W: Write> Replayer<W> {
                 }
             }
         }
-        self.emit(idx)
+        self.emit(idx);
+        Ok(())
     }
 
     /// The index of the contact whose id has `name`'s digest, created if no
@@ -288,6 +305,12 @@ impl<W: Write> Replayer<W> {
     /// Moves the clock to `to`, firing every timer due at or before it in
     /// (due, contact, model) order.
     pub fn advance(&mut self, to: EventTime) -> io::Result<()> {
+        self.advance_clock(to)?;
+        self.flush_changes()
+    }
+
+    /// [`Self::advance`], leaving the tier changes queued.
+    fn advance_clock(&mut self, to: EventTime) -> io::Result<()> {
         if self.clock.is_some_and(|c| c >= to) {
             return Ok(());
         }
@@ -308,18 +331,26 @@ impl<W: Write> Replayer<W> {
                     None => {}
                 }
             }
-            self.emit(key.0)?;
+            self.emit(key.0);
         }
         self.clock = Some(to);
         Ok(())
     }
 
-    fn emit(&mut self, idx: u32) -> io::Result<()> {
-        let contact = &self.contacts[idx as usize].name;
-        for change in &self.fx.changes {
-            self.stats.changes += 1;
+    /// Queues the step's tier changes; [`Self::flush_changes`] writes them.
+    fn emit(&mut self, idx: u32) {
+        self.stats.changes += self.fx.changes.len() as u64;
+        self.changes
+            .extend(self.fx.changes.drain(..).map(|c| (idx, c)));
+    }
+
+    /// Writes the queued tier changes, in the order they happened. Done once
+    /// a batch, as a stage of its own (the output code stays in cache).
+    fn flush_changes(&mut self) -> io::Result<()> {
+        for (idx, change) in self.changes.drain(..) {
+            let contact = &self.contacts[idx as usize].name;
             self.engine
-                .write_output(&mut self.out, contact, change, None)?;
+                .write_output(&mut self.out, contact, &change, None)?;
             self.out.write_all(b"\n")?;
         }
         Ok(())
@@ -354,6 +385,7 @@ impl<W: Write> Replayer<W> {
     /// which frees it faster than dropping it piece by piece.
     pub fn finish(self) -> io::Result<()> {
         let mut this = std::mem::ManuallyDrop::new(self);
+        this.flush_changes()?;
         this.out.flush()
     }
 }
@@ -428,7 +460,7 @@ pub fn replay_lines<W: Write>(
         line_no += 1;
         let decoded = match std::str::from_utf8(&line) {
             Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => replayer.decode(text.trim_end_matches('\r')),
+            Ok(text) => replayer.parse(text.trim_end_matches('\r')),
             Err(e) => Err(DecodeError::InvalidJson(format!("line is not UTF-8: {e}"))),
         };
         batch.push((line_no, decoded));
