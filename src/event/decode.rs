@@ -316,6 +316,13 @@ mod tests {
         let mismatch = decode(EventKind::PageVisit, Some(b"c2"), OK.as_bytes()).unwrap_err();
         assert_eq!(mismatch.reason(), "key_mismatch");
         assert!(decode(EventKind::PageVisit, Some(b"c1"), OK.as_bytes()).is_ok());
+        let no_url = r#"{"event_id":"e1","contact_id":"c1","occurred_at":"2026-03-03T10:00:00Z"}"#;
+        let invalid = decode(EventKind::PageVisit, Some(b"c2"), no_url.as_bytes()).unwrap_err();
+        assert_eq!(
+            invalid.reason(),
+            "schema_violation",
+            "an invalid event is reported as such before its key"
+        );
     }
 
     #[test]
