@@ -389,5 +389,23 @@ mod tests {
                 "{pattern} on {text}"
             );
         }
+        let long = format!("https://x.example/{}/PRICING/{}", "a".repeat(300), "b");
+        assert!(
+            Glob::new("*/pricing/*").matches(&long),
+            "a window longer than the stack buffer"
+        );
+    }
+
+    proptest::proptest! {
+        /// The fast matcher of `*`-only ASCII patterns agrees with wildmatch.
+        #[test]
+        fn star_patterns_agree_with_wildmatch(
+            pattern in "[aB/*]{0,8}",
+            text in "[AbB/x]{0,12}",
+        ) {
+            let ours = Glob::new(&pattern).matches(&text);
+            let theirs = wildmatch::WildMatch::new_case_insensitive(&pattern).matches(&text);
+            proptest::prop_assert_eq!(ours, theirs, "{} on {}", pattern, text);
+        }
     }
 }
