@@ -48,21 +48,8 @@ pub struct TierChanged<S = String, C = Cause> {
 
 /// The same tier change always gets the same id: a 128-bit XXH3 digest (a
 /// stable, specified hash) of everything that identifies it — contact, model,
-/// instant, tiers and cause.
+/// instant, tiers and cause — as 32 lower-case hex digits (no allocation).
 pub fn tier_change_id(
-    contact: &str,
-    model: &str,
-    at_ms: i64,
-    from: &str,
-    to: &str,
-    cause: &Cause,
-) -> String {
-    let hex = tier_change_id_hex(contact, model, at_ms, from, to, cause);
-    hex.iter().map(|&c| c as char).collect()
-}
-
-/// [`tier_change_id`] as 32 lower-case hex digits, without allocating.
-pub fn tier_change_id_hex(
     contact: &str,
     model: &str,
     at_ms: i64,
@@ -139,7 +126,11 @@ mod tests {
             }
             h.digest128()
         };
-        assert_eq!(a, format!("{digest:032x}"), "the digest in hex");
+        assert_eq!(
+            std::str::from_utf8(&a).unwrap(),
+            format!("{digest:032x}"),
+            "the digest in hex"
+        );
         assert_ne!(
             a,
             tier_change_id("c", "m", 5, "cold", "warm", &Cause::Inactivity)

@@ -201,13 +201,16 @@ impl<W: Write> Replayer<W> {
         self.flush_changes()
     }
 
-    /// Prefetches the slot of the batch's `i`th event.
-    fn prefetch_slot(&self, i: usize) {
-        let Some(slot) = self
-            .batch_idx
+    /// The slot of the batch's `i`th event, if it has one.
+    fn batch_slot(&self, i: usize) -> Option<&Slot> {
+        self.batch_idx
             .get(i)
             .and_then(|&x| self.contacts.get(x as usize))
-        else {
+    }
+
+    /// Prefetches the slot of the batch's `i`th event.
+    fn prefetch_slot(&self, i: usize) {
+        let Some(slot) = self.batch_slot(i) else {
             return;
         };
         let base = (slot as *const Slot).cast::<u8>();
@@ -218,11 +221,7 @@ impl<W: Write> Replayer<W> {
 
     /// Prefetches what the slot of the batch's `i`th event points to.
     fn prefetch_heap(&self, i: usize) {
-        let Some(slot) = self
-            .batch_idx
-            .get(i)
-            .and_then(|&x| self.contacts.get(x as usize))
-        else {
+        let Some(slot) = self.batch_slot(i) else {
             return;
         };
         prefetch(slot.seen.front_ptr());

@@ -16,7 +16,7 @@ pub use predict::predict;
 pub use score::{components, transition, Components, Edge};
 pub use state::{ContactState, ModelState, PredictedCause, Prediction};
 
-use crate::event::output::{round2, tier_change_id_hex, Cause, TierChanged};
+use crate::event::output::{round2, tier_change_id, Cause, TierChanged};
 use crate::event::{Event, EventBody};
 use crate::rules::RuleSet;
 use crate::time::EventTime;
@@ -215,7 +215,7 @@ impl Engine {
     ) -> std::io::Result<()> {
         let model = &self.rules.models[change.model];
         let (from, to) = (&model.tiers[change.from].name, &model.tiers[change.to].name);
-        let id = tier_change_id_hex(
+        let id = tier_change_id(
             contact,
             &model.name,
             change.at.millis(),
