@@ -59,10 +59,9 @@ pub fn decode(kind: EventKind, key: Option<&[u8]>, payload: &[u8]) -> Result<Eve
 }
 
 /// A message value parsed into the wire struct, not yet validated: the first
-/// of [`decode`]'s two stages. `replay` runs each stage over a whole batch of
-/// lines in turn, so that each stage's code stays in the instruction cache.
+/// of [`decode`]'s two stages.
 #[derive(Debug)]
-pub struct Parsed {
+struct Parsed {
     kind: EventKind,
     wire: EventWire,
     /// The message key, when it differs from the event's `contact_id`.
@@ -70,7 +69,7 @@ pub struct Parsed {
 }
 
 /// The first stage of [`decode`]: size, JSON and types.
-pub fn parse(kind: EventKind, key: Option<&[u8]>, payload: &[u8]) -> Result<Parsed, DecodeError> {
+fn parse(kind: EventKind, key: Option<&[u8]>, payload: &[u8]) -> Result<Parsed, DecodeError> {
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(DecodeError::PayloadTooLarge {
             size: payload.len(),
@@ -94,7 +93,7 @@ pub fn parse(kind: EventKind, key: Option<&[u8]>, payload: &[u8]) -> Result<Pars
 impl Parsed {
     /// The second stage of [`decode`]: the schema's rules, then the key
     /// (an invalid event is reported as such before a key mismatch).
-    pub fn validate(self) -> Result<Event, DecodeError> {
+    fn validate(self) -> Result<Event, DecodeError> {
         let event = validate(self.kind, self.wire)?;
         match self.other_key {
             Some(key) => Err(DecodeError::KeyMismatch {
@@ -167,8 +166,10 @@ fn required(value: Option<String>, field: &str) -> Result<String, DecodeError> {
 
 fn bounded(value: Option<String>, field: &str, max_chars: usize) -> Result<String, DecodeError> {
     let value = required(value, field)?;
-    let chars = value.chars().count();
-    if chars == 0 || chars > max_chars {
+    // Up to `max_chars` bytes cannot be more characters: count only past that.
+    let too_long = value.len() > max_chars && value.chars().count() > max_chars;
+    if value.is_empty() || too_long {
+        let chars = value.chars().count();
         return Err(DecodeError::schema(
             field,
             format!("must be 1 to {max_chars} characters, got {chars}"),
@@ -301,6 +302,12 @@ mod tests {
         assert!(
             matches!(err, DecodeError::SchemaViolation { ref field, .. } if field == "event_id")
         );
+        // Lengths are characters, not bytes.
+        let wide = "é".repeat(128);
+        assert!(page(&OK.replace(r#""e1""#, &format!("\"{wide}\""))).is_ok());
+        let wider = "é".repeat(129);
+        let err = page(&OK.replace(r#""e1""#, &format!("\"{wider}\""))).unwrap_err();
+        assert!(err.to_string().contains("got 129"), "{err}");
         let empty = page(&OK.replace(r#""c1""#, r#""""#)).unwrap_err();
         assert!(
             matches!(empty, DecodeError::SchemaViolation { ref field, .. } if field == "contact_id")

@@ -11,7 +11,7 @@ pub mod wire;
 
 use std::fmt;
 
-pub use decode::{decode, parse, DecodeError, Parsed, MAX_PAYLOAD_BYTES};
+pub use decode::{decode, DecodeError, MAX_PAYLOAD_BYTES};
 
 use crate::time::EventTime;
 

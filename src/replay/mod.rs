@@ -22,7 +22,7 @@ pub use input::{parse_line, Record};
 
 use crate::dedupe::RecentIds;
 use crate::event::output::round2;
-use crate::event::{parse, DecodeError, Event, Parsed, TopicMap};
+use crate::event::{decode, DecodeError, Event, TopicMap};
 use crate::scoring::{ContactState, Effects, Engine, TierChange};
 use crate::time::EventTime;
 use crate::timer::{DenseIndex, TimerWheel};
@@ -107,7 +107,7 @@ pub struct Replayer<W: Write> {
     polled: Vec<(EventTime, TimerKey)>,
     /// Tier changes of the batch (contact, change), written at its end.
     changes: Vec<(u32, TierChange)>,
-    /// The batch being applied, validated (kept for its allocation).
+    /// The batch being applied (kept for its allocation).
     events: Vec<(u64, Result<Event, DecodeError>)>,
     batch_idx: Vec<u32>,
     due: BinaryHeap<Reverse<(EventTime, TimerKey)>>,
@@ -137,15 +137,14 @@ impl<W: Write> Replayer<W> {
         }
     }
 
-    /// Parses one line's record (the first stage of decoding; [`Self::batch`]
-    /// validates); the caller reports the error as a reject.
-    pub fn parse(&self, line: &str) -> Result<Parsed, DecodeError> {
+    /// Decodes one line's record; the caller reports the error as a reject.
+    pub fn decode(&self, line: &str) -> Result<Event, DecodeError> {
         let rec = parse_line(line)?;
         let kind = self
             .topics
             .kind_of(&rec.topic)
             .ok_or_else(|| DecodeError::UnknownTopic(rec.topic.to_string()))?;
-        parse(kind, rec.key.as_deref().map(str::as_bytes), &rec.payload)
+        decode(kind, rec.key.as_deref().map(str::as_bytes), &rec.payload)
     }
 
     /// Applies a batch of decoded lines in order, reporting rejects. Contacts
@@ -154,17 +153,11 @@ impl<W: Write> Replayer<W> {
     /// of different events overlap.
     pub fn batch(
         &mut self,
-        parsed: &mut Vec<(u64, Result<Parsed, DecodeError>)>,
+        decoded: &mut Vec<(u64, Result<Event, DecodeError>)>,
         rejects: &mut impl Write,
     ) -> io::Result<()> {
-        // Validation of the whole batch first: one stage at a time keeps
-        // each stage's code in the instruction cache.
         let mut batch = std::mem::take(&mut self.events);
-        batch.extend(
-            parsed
-                .drain(..)
-                .map(|(line, p)| (line, p.and_then(Parsed::validate))),
-        );
+        std::mem::swap(&mut batch, decoded);
         // Candidates by digest only: the ids are compared (`confirm`) once
         // the slots are in cache, just before each event is applied.
         self.batch_idx.clear();
@@ -224,7 +217,6 @@ impl<W: Write> Replayer<W> {
         let Some(slot) = self.batch_slot(i) else {
             return;
         };
-        prefetch(slot.seen.front_ptr());
         for ms in &slot.state.models {
             prefetch(ms.pending.as_ptr());
             for acc in ms.rules.iter().filter_map(|a| a.cap.as_deref()) {
@@ -459,7 +451,7 @@ pub fn replay_lines<W: Write>(
         line_no += 1;
         let decoded = match std::str::from_utf8(&line) {
             Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => replayer.parse(text.trim_end_matches('\r')),
+            Ok(text) => replayer.decode(text.trim_end_matches('\r')),
             Err(e) => Err(DecodeError::InvalidJson(format!("line is not UTF-8: {e}"))),
         };
         batch.push((line_no, decoded));

@@ -10,6 +10,7 @@ mod predict;
 pub mod profile;
 mod score;
 pub mod state;
+mod urls;
 
 pub use explain::{explain, ContactView};
 pub use predict::predict;
@@ -58,6 +59,7 @@ impl Effects {
 #[derive(Debug, Clone)]
 pub struct Engine {
     rules: RuleSet,
+    urls: urls::UrlGlobs,
     /// How late an event may be for windowed caps to stay exact.
     late_grace_ms: i64,
 }
@@ -65,6 +67,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(rules: RuleSet, late_grace_ms: i64) -> Engine {
         Engine {
+            urls: urls::UrlGlobs::new(&rules),
             rules,
             late_grace_ms,
         }
@@ -126,11 +129,21 @@ impl Engine {
             }
         }
         contact.last_activity = Some(contact.last_activity.map_or(t, |la| la.max(t)));
+        let url_mask = match &event.body {
+            EventBody::PageVisit { url, .. } => {
+                self.urls.matching(&self.rules, url).map(|m| (m, url))
+            }
+            _ => None,
+        };
         for (m, model) in self.rules.models.iter().enumerate() {
             let f = model.decay_factor;
             let ms = &mut contact.models[m];
             for (r, rule) in model.engagement_rules.iter().enumerate() {
-                let Some(item) = rule.matches(&event.body) else {
+                let matched = match (url_mask, self.urls.bit(m, r)) {
+                    (Some((mask, url)), Some(k)) => (mask >> k & 1 == 1).then_some(url.as_str()),
+                    _ => rule.matches(&event.body),
+                };
+                let Some(item) = matched else {
                     continue;
                 };
                 let index = r as u16;
