@@ -21,6 +21,7 @@ use crate::event::output::{round2, tier_change_id, Cause, TierChanged};
 use crate::event::{Event, EventBody};
 use crate::rules::RuleSet;
 use crate::time::EventTime;
+use smallvec::SmallVec;
 
 /// A tier change, as the engine reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +122,8 @@ impl Engine {
         for (m, b) in before.iter_mut().enumerate() {
             *b = self.components(contact, m, now).score;
         }
+        let fits: SmallVec<[f64; 4]> = contact.models.iter().map(|ms| ms.fit).collect();
+        let last_activity = contact.last_activity;
         if let EventBody::Form { fields, .. } = &event.body {
             if contact.profile.apply(fields, t) {
                 for (model, ms) in self.rules.models.iter().zip(&mut contact.models) {
@@ -138,6 +141,7 @@ impl Engine {
         for (m, model) in self.rules.models.iter().enumerate() {
             let f = model.decay_factor;
             let ms = &mut contact.models[m];
+            let mut scored = false;
             for (r, rule) in model.engagement_rules.iter().enumerate() {
                 let matched = match (url_mask, self.urls.bit(m, r)) {
                     (Some((mask, url)), Some(k)) => (mask >> k & 1 == 1).then_some(url.as_str()),
@@ -149,6 +153,7 @@ impl Engine {
                 let index = r as u16;
                 if ms.admit(index, rule, item, t, now, self.late_grace_ms) {
                     ms.contribute(index, rule, f, t, now);
+                    scored = true;
                 }
             }
             let after = components(model, ms, contact.last_activity, now, Edge::At).score;
@@ -166,8 +171,17 @@ impl Engine {
                     },
                 });
                 ms.tier = to;
+                scored = true;
             }
-            self.repredict(contact, m, now, fx);
+            // Nothing the prediction depends on changed (rebasing changes
+            // how the state is written, not what it is): it still holds.
+            let unchanged = !scored
+                && ms.fit.to_bits() == fits[m].to_bits()
+                && (model.penalties.is_empty() || contact.last_activity == last_activity)
+                && ms.next.as_ref().is_none_or(|p| p.at > now);
+            if !unchanged {
+                self.repredict(contact, m, now, fx);
+            }
         }
     }
 
