@@ -53,55 +53,28 @@ impl DecodeError {
 }
 
 /// Decodes one message value of a topic of `kind`. `key` is the message key,
-/// if the record has one.
+/// if the record has one. An invalid event is reported as such before a key
+/// mismatch.
 pub fn decode(kind: EventKind, key: Option<&[u8]>, payload: &[u8]) -> Result<Event, DecodeError> {
-    parse(kind, key, payload)?.validate()
-}
-
-/// A message value parsed into the wire struct, not yet validated: the first
-/// of [`decode`]'s two stages.
-#[derive(Debug)]
-struct Parsed {
-    kind: EventKind,
-    wire: EventWire,
-    /// The message key, when it differs from the event's `contact_id`.
-    other_key: Option<String>,
-}
-
-/// The first stage of [`decode`]: size, JSON and types.
-fn parse(kind: EventKind, key: Option<&[u8]>, payload: &[u8]) -> Result<Parsed, DecodeError> {
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(DecodeError::PayloadTooLarge {
             size: payload.len(),
         });
     }
-    let wire = match decode_wire(payload) {
+    let mut wire = match decode_wire(payload) {
         Ok(wire) => wire,
         Err(e) if e.is_data() => wire_from_value(kind, payload)?,
         Err(e) => return Err(DecodeError::InvalidJson(e.to_string())),
     };
-    let other_key = key
-        .filter(|k| wire.contact_id.as_deref().map(str::as_bytes) != Some(*k))
-        .map(|k| String::from_utf8_lossy(k).into_owned());
-    Ok(Parsed {
-        kind,
-        wire,
-        other_key,
-    })
-}
-
-impl Parsed {
-    /// The second stage of [`decode`]: the schema's rules, then the key
-    /// (an invalid event is reported as such before a key mismatch).
-    fn validate(self) -> Result<Event, DecodeError> {
-        let event = validate(self.kind, self.wire)?;
-        match self.other_key {
-            Some(key) => Err(DecodeError::KeyMismatch {
-                key,
-                contact_id: event.contact.0,
-            }),
-            None => Ok(event),
-        }
+    let other_key = key.filter(|k| wire.contact_id.as_deref().map(str::as_bytes) != Some(*k));
+    // Fields are taken out of the wire struct, not the struct moved around.
+    let event = validate(kind, &mut wire)?;
+    match other_key {
+        Some(key) => Err(DecodeError::KeyMismatch {
+            key: String::from_utf8_lossy(key).into_owned(),
+            contact_id: event.contact.0,
+        }),
+        None => Ok(event),
     }
 }
 
@@ -178,10 +151,10 @@ fn bounded(value: Option<String>, field: &str, max_chars: usize) -> Result<Strin
     Ok(value)
 }
 
-fn validate(kind: EventKind, w: EventWire) -> Result<Event, DecodeError> {
-    let id = bounded(w.event_id, "event_id", 128)?;
-    let contact = bounded(w.contact_id, "contact_id", 256)?;
-    let occurred_text = required(w.occurred_at, "occurred_at")?;
+fn validate(kind: EventKind, w: &mut EventWire) -> Result<Event, DecodeError> {
+    let id = bounded(w.event_id.take(), "event_id", 128)?;
+    let contact = bounded(w.contact_id.take(), "contact_id", 256)?;
+    let occurred_text = required(w.occurred_at.take(), "occurred_at")?;
     let occurred_at = EventTime::parse_rfc3339(&occurred_text).ok_or_else(|| {
         DecodeError::schema(
             "occurred_at",
@@ -190,28 +163,28 @@ fn validate(kind: EventKind, w: EventWire) -> Result<Event, DecodeError> {
     })?;
     let body = match kind {
         EventKind::PageVisit => EventBody::PageVisit {
-            url: required(w.url, "url")?,
-            referrer: w.referrer,
-            title: w.title,
+            url: required(w.url.take(), "url")?,
+            referrer: w.referrer.take(),
+            title: w.title.take(),
         },
         EventKind::Email => EventBody::Email {
-            email_id: required(w.email_id, "email_id")?,
+            email_id: required(w.email_id.take(), "email_id")?,
             action: email_action(w.action.as_deref())?,
-            link_url: w.link_url,
+            link_url: w.link_url.take(),
         },
         EventKind::Form => EventBody::Form {
-            form_id: required(w.form_id, "form_id")?,
-            fields: form_fields(w.fields)?,
+            form_id: required(w.form_id.take(), "form_id")?,
+            fields: form_fields(w.fields.take())?,
         },
         EventKind::Purchase => EventBody::Purchase {
-            product_id: required(w.product_id, "product_id")?,
+            product_id: required(w.product_id.take(), "product_id")?,
             amount: match w.amount {
                 Some(a) if a.is_nan() || a < 0.0 || a.is_infinite() => {
                     return Err(DecodeError::schema("amount", "must be a number ≥ 0"))
                 }
                 other => other,
             },
-            currency: w.currency,
+            currency: w.currency.take(),
         },
     };
     Ok(Event {
