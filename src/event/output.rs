@@ -89,6 +89,67 @@ pub fn tier_change_id(
     hex
 }
 
+impl TierChanged<&str, &Cause> {
+    /// Writes the event as JSON, byte for byte what serde writes for it,
+    /// without serde's per-byte escaping of strings that need none (almost
+    /// all of them: ids, names, times).
+    pub fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        out.write_all(b"{\"event_id\":")?;
+        json_str(out, self.event_id)?;
+        out.write_all(b",\"type\":")?;
+        json_str(out, self.kind)?;
+        out.write_all(b",\"contact_id\":")?;
+        json_str(out, self.contact_id)?;
+        out.write_all(b",\"model\":")?;
+        json_str(out, self.model)?;
+        out.write_all(b",\"from_tier\":")?;
+        json_str(out, self.from_tier)?;
+        out.write_all(b",\"to_tier\":")?;
+        json_str(out, self.to_tier)?;
+        out.write_all(b",\"direction\":")?;
+        json_str(out, self.direction)?;
+        out.write_all(b",\"score\":")?;
+        serde_json::to_writer(&mut *out, &self.score)?;
+        out.write_all(b",\"previous_score\":")?;
+        serde_json::to_writer(&mut *out, &self.previous_score)?;
+        out.write_all(b",\"at\":")?;
+        json_str(out, self.at)?;
+        out.write_all(b",\"cause\":{\"kind\":")?;
+        json_str(out, self.cause.name())?;
+        match self.cause {
+            Cause::Event { topic, event_id } => {
+                out.write_all(b",\"topic\":")?;
+                json_str(out, topic)?;
+                out.write_all(b",\"event_id\":")?;
+                json_str(out, event_id)?;
+            }
+            Cause::Expiry { rule } => {
+                out.write_all(b",\"rule\":")?;
+                json_str(out, rule)?;
+            }
+            Cause::Decay | Cause::Inactivity => {}
+        }
+        out.write_all(b"}")?;
+        if let Some(emitted_at) = self.emitted_at {
+            out.write_all(b",\"emitted_at\":")?;
+            json_str(out, emitted_at)?;
+        }
+        out.write_all(b"}")
+    }
+}
+
+/// A JSON string: as is when nothing in it needs escaping, else as serde
+/// escapes it.
+fn json_str(out: &mut impl std::io::Write, s: &str) -> std::io::Result<()> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.write_all(b"\"")?;
+        out.write_all(s.as_bytes())?;
+        out.write_all(b"\"")
+    } else {
+        serde_json::to_writer(out, s).map_err(std::io::Error::from)
+    }
+}
+
 /// Rounds a score to the two decimals the output carries.
 pub fn round2(x: f64) -> f64 {
     let r = (x * 100.0).round() / 100.0;
@@ -171,5 +232,51 @@ mod tests {
         assert_eq!(round2(23.996), 24.0);
         assert_eq!(round2(-0.001).to_string(), "0");
         assert_eq!(round2(-950.254), -950.25);
+    }
+
+    fn text() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![
+            "[a-z0-9-]{0,12}",
+            proptest::prelude::any::<String>(),
+            "[\"\\\\\u{0}-\u{1f}\u{7f}é€a]{0,8}",
+        ]
+    }
+
+    proptest::proptest! {
+        /// The hand-written JSON is exactly serde's, escapes and numbers included.
+        #[test]
+        fn written_json_is_serdes(
+            strings in proptest::collection::vec(text(), 10),
+            score in proptest::prelude::any::<f64>(),
+            previous in -1e6f64..1e6,
+            cause_kind in 0u8..4,
+            emitted in proptest::prelude::any::<bool>(),
+        ) {
+            let cause = match cause_kind {
+                0 => Cause::Event { topic: strings[7].clone(), event_id: strings[8].clone() },
+                1 => Cause::Decay,
+                2 => Cause::Expiry { rule: strings[7].clone() },
+                _ => Cause::Inactivity,
+            };
+            let score = if score.is_finite() { score } else { 0.5 };
+            let event = TierChanged {
+                event_id: strings[0].as_str(),
+                kind: "tier_changed",
+                contact_id: &strings[1],
+                model: &strings[2],
+                from_tier: &strings[3],
+                to_tier: &strings[4],
+                direction: &strings[5],
+                score,
+                previous_score: round2(previous),
+                at: &strings[6],
+                cause: &cause,
+                emitted_at: emitted.then_some(strings[9].as_str()),
+            };
+            let mut ours = Vec::new();
+            event.write_json(&mut ours).unwrap();
+            let theirs = serde_json::to_vec(&event).unwrap();
+            proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
+        }
     }
 }

@@ -277,7 +277,7 @@ impl Engine {
             cause: &change.cause,
             emitted_at,
         };
-        serde_json::to_writer(out, &event).map_err(std::io::Error::from)
+        event.write_json(out)
     }
 }
 
