@@ -17,7 +17,7 @@ use std::path::Path;
 use thiserror::Error;
 use wildmatch::WildMatch;
 
-use crate::event::{EmailAction, EventBody};
+use crate::event::{EmailAction, EventBody, EventKind};
 pub use field::{FieldCondition, Norm};
 pub use summary::summary;
 
@@ -140,6 +140,18 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// The kind of event it can match.
+    pub fn kind(self) -> EventKind {
+        match self {
+            Trigger::PageVisit => EventKind::PageVisit,
+            Trigger::EmailOpen | Trigger::EmailClick | Trigger::EmailUnsubscribe => {
+                EventKind::Email
+            }
+            Trigger::FormSubmit => EventKind::Form,
+            Trigger::Purchase => EventKind::Purchase,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Trigger::PageVisit => "page_visit",

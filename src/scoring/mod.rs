@@ -18,7 +18,7 @@ pub use score::{components, transition, Components, Edge};
 pub use state::{ContactState, ModelState, PredictedCause, Prediction};
 
 use crate::event::output::{round2, tier_change_id, Cause, TierChanged};
-use crate::event::{Event, EventBody};
+use crate::event::{Event, EventBody, EventKind};
 use crate::rules::RuleSet;
 use crate::time::EventTime;
 use smallvec::SmallVec;
@@ -60,6 +60,9 @@ impl Effects {
 #[derive(Debug, Clone)]
 pub struct Engine {
     rules: RuleSet,
+    /// Per model and event kind (as in `EventKind::ALL`): the engagement
+    /// rules that can match, in file order.
+    by_kind: Vec<[Vec<usize>; 4]>,
     urls: urls::UrlGlobs,
     /// How late an event may be for windowed caps to stay exact.
     late_grace_ms: i64,
@@ -67,7 +70,21 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(rules: RuleSet, late_grace_ms: i64) -> Engine {
+        let by_kind = rules
+            .models
+            .iter()
+            .map(|model| {
+                EventKind::ALL.map(|kind| {
+                    let rules = model.engagement_rules.iter().enumerate();
+                    rules
+                        .filter(|(_, rule)| rule.trigger.kind() == kind)
+                        .map(|(r, _)| r)
+                        .collect()
+                })
+            })
+            .collect();
         Engine {
+            by_kind,
             urls: urls::UrlGlobs::new(&rules),
             rules,
             late_grace_ms,
@@ -132,6 +149,10 @@ impl Engine {
             }
         }
         contact.last_activity = Some(contact.last_activity.map_or(t, |la| la.max(t)));
+        let kind = EventKind::ALL
+            .iter()
+            .position(|k| *k == event.body.kind())
+            .unwrap_or(0);
         let url_mask = match &event.body {
             EventBody::PageVisit { url, .. } => {
                 self.urls.matching(&self.rules, url).map(|m| (m, url))
@@ -142,7 +163,8 @@ impl Engine {
             let f = model.decay_factor;
             let ms = &mut contact.models[m];
             let mut scored = false;
-            for (r, rule) in model.engagement_rules.iter().enumerate() {
+            for &r in &self.by_kind[m][kind] {
+                let rule = &model.engagement_rules[r];
                 let matched = match (url_mask, self.urls.bit(m, r)) {
                     (Some((mask, url)), Some(k)) => (mask >> k & 1 == 1).then_some(url.as_str()),
                     _ => rule.matches(&event.body),
