@@ -178,8 +178,18 @@ impl Engine {
                     scored = true;
                 }
             }
-            let after = components(model, ms, contact.last_activity, now, Edge::At).score;
-            if let Some(to) = transition(model, ms.tier, after) {
+            // Nothing a score depends on changed (rebasing changes how the
+            // state is written, not what it is): the score is the one before.
+            let untouched = !scored
+                && ms.fit.to_bits() == fits[m].to_bits()
+                && (model.penalties.is_empty() || contact.last_activity == last_activity);
+            let after = if untouched {
+                before[m]
+            } else {
+                components(model, ms, contact.last_activity, now, Edge::At).score
+            };
+            let moved = transition(model, ms.tier, after);
+            if let Some(to) = moved {
                 fx.changes.push(TierChange {
                     model: m,
                     from: ms.tier,
@@ -193,15 +203,11 @@ impl Engine {
                     },
                 });
                 ms.tier = to;
-                scored = true;
             }
-            // Nothing the prediction depends on changed (rebasing changes
-            // how the state is written, not what it is): it still holds.
-            let unchanged = !scored
-                && ms.fit.to_bits() == fits[m].to_bits()
-                && (model.penalties.is_empty() || contact.last_activity == last_activity)
-                && ms.next.as_ref().is_none_or(|p| p.at > now);
-            if !unchanged {
+            // Nor does the prediction: it still holds.
+            let still_predicted =
+                untouched && moved.is_none() && ms.next.as_ref().is_none_or(|p| p.at > now);
+            if !still_predicted {
                 self.repredict(contact, m, now, fx);
             }
         }
