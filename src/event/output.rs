@@ -141,13 +141,35 @@ impl TierChanged<&str, &Cause> {
 /// A JSON string: as is when nothing in it needs escaping, else as serde
 /// escapes it.
 fn json_str(out: &mut impl std::io::Write, s: &str) -> std::io::Result<()> {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(s.as_bytes()) {
         out.write_all(b"\"")?;
         out.write_all(s.as_bytes())?;
         out.write_all(b"\"")
     } else {
         serde_json::to_writer(out, s).map_err(std::io::Error::from)
     }
+}
+
+/// Whether any byte is one JSON escapes: a control character, `"` or `\\`.
+/// Eight bytes at a time (exact: a word tests positive only if one of its
+/// bytes is such a byte).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        let below_space = w.wrapping_sub(0x20 * ONES) & !w & HIGH != 0;
+        if below_space || has_zero(w ^ (b'"' as u64 * ONES)) || has_zero(w ^ (b'\\' as u64 * ONES))
+        {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Rounds a score to the two decimals the output carries.
@@ -277,6 +299,15 @@ mod tests {
             event.write_json(&mut ours).unwrap();
             let theirs = serde_json::to_vec(&event).unwrap();
             proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn needs_escape_is_exact(bytes in proptest::collection::vec(
+            proptest::prop_oneof![0u8..0x40, 0x5au8..0x60, proptest::prelude::any::<u8>()], 0..40)) {
+            let plain = bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+            proptest::prop_assert_eq!(needs_escape(&bytes), plain);
         }
     }
 }
