@@ -39,12 +39,23 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in the order [`EventKind::index`] numbers them.
     pub const ALL: [EventKind; 4] = [
         EventKind::PageVisit,
         EventKind::Email,
         EventKind::Form,
         EventKind::Purchase,
     ];
+
+    /// Its position in [`EventKind::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            EventKind::PageVisit => 0,
+            EventKind::Email => 1,
+            EventKind::Form => 2,
+            EventKind::Purchase => 3,
+        }
+    }
 
     /// The default topic name of this kind (SPEC §2).
     pub fn default_topic(self) -> &'static str {
@@ -84,8 +95,7 @@ impl TopicMap {
     }
 
     pub fn topic_of(&self, kind: EventKind) -> &str {
-        let pos = EventKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        &self.names[pos]
+        &self.names[kind.index()]
     }
 }
 
@@ -148,4 +158,16 @@ pub struct Event {
     pub contact: ContactId,
     pub occurred_at: EventTime,
     pub body: EventBody,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_numbered_in_all_order() {
+        for (i, kind) in EventKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i);
+        }
+    }
 }

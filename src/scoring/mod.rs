@@ -127,19 +127,15 @@ impl Engine {
         for (ms, model) in contact.models.iter_mut().zip(&self.rules.models) {
             ms.rebase(model.decay_factor, now);
         }
-        let mut before_small = [0.0; 8];
-        let mut before_many = Vec::new();
-        let before: &mut [f64] = match self.rules.models.len() {
-            n if n <= before_small.len() => &mut before_small[..n],
-            n => {
-                before_many.resize(n, 0.0);
-                &mut before_many
-            }
-        };
-        for (m, b) in before.iter_mut().enumerate() {
-            *b = self.components(contact, m, now).score;
-        }
-        let fits: SmallVec<[f64; 4]> = contact.models.iter().map(|ms| ms.fit).collect();
+        // Each model's score and fit before the event.
+        let before: SmallVec<[(f64, f64); 4]> = (0..contact.models.len())
+            .map(|m| {
+                (
+                    self.components(contact, m, now).score,
+                    contact.models[m].fit,
+                )
+            })
+            .collect();
         let last_activity = contact.last_activity;
         if let EventBody::Form { fields, .. } = &event.body {
             if contact.profile.apply(fields, t) {
@@ -149,14 +145,9 @@ impl Engine {
             }
         }
         contact.last_activity = Some(contact.last_activity.map_or(t, |la| la.max(t)));
-        let kind = EventKind::ALL
-            .iter()
-            .position(|k| *k == event.body.kind())
-            .unwrap_or(0);
-        let url_mask = match &event.body {
-            EventBody::PageVisit { url, .. } => {
-                self.urls.matching(&self.rules, url).map(|m| (m, url))
-            }
+        let kind = event.body.kind().index();
+        let urls = match &event.body {
+            EventBody::PageVisit { url, .. } => self.urls.matching(&self.rules, url),
             _ => None,
         };
         for (m, model) in self.rules.models.iter().enumerate() {
@@ -165,11 +156,14 @@ impl Engine {
             let mut scored = false;
             for &r in &self.by_kind[m][kind] {
                 let rule = &model.engagement_rules[r];
-                let matched = match (url_mask, self.urls.bit(m, r)) {
-                    (Some((mask, url)), Some(k)) => (mask >> k & 1 == 1).then_some(url.as_str()),
+                // A URL glob's answer is in `urls`; other filters are tested.
+                let item = match (urls, self.urls.bit(m, r), &event.body) {
+                    (Some(mask), Some(k), EventBody::PageVisit { url, .. }) => {
+                        (mask >> k & 1 == 1).then_some(url.as_str())
+                    }
                     _ => rule.matches(&event.body),
                 };
-                let Some(item) = matched else {
+                let Some(item) = item else {
                     continue;
                 };
                 let index = r as u16;
@@ -181,10 +175,10 @@ impl Engine {
             // Nothing a score depends on changed (rebasing changes how the
             // state is written, not what it is): the score is the one before.
             let untouched = !scored
-                && ms.fit.to_bits() == fits[m].to_bits()
+                && ms.fit.to_bits() == before[m].1.to_bits()
                 && (model.penalties.is_empty() || contact.last_activity == last_activity);
             let after = if untouched {
-                before[m]
+                before[m].0
             } else {
                 components(model, ms, contact.last_activity, now, Edge::At).score
             };
@@ -195,7 +189,7 @@ impl Engine {
                     from: ms.tier,
                     to,
                     score: after,
-                    previous_score: before[m],
+                    previous_score: before[m].0,
                     at: now,
                     cause: Cause::Event {
                         topic: topic.to_string(),
