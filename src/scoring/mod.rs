@@ -128,14 +128,11 @@ impl Engine {
             ms.rebase(model.decay_factor, now);
         }
         // Each model's score and fit before the event.
-        let before: SmallVec<[(f64, f64); 4]> = (0..contact.models.len())
-            .map(|m| {
-                (
-                    self.components(contact, m, now).score,
-                    contact.models[m].fit,
-                )
-            })
-            .collect();
+        let mut before: SmallVec<[(f64, f64); 4]> = SmallVec::new();
+        for (ms, model) in contact.models.iter().zip(&self.rules.models) {
+            let score = components(model, ms, contact.last_activity, now, Edge::At).score;
+            before.push((score, ms.fit));
+        }
         let last_activity = contact.last_activity;
         if let EventBody::Form { fields, .. } = &event.body {
             if contact.profile.apply(fields, t) {
