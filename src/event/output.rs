@@ -94,48 +94,45 @@ impl TierChanged<&str, &Cause> {
     /// without serde's per-byte escaping of strings that need none (almost
     /// all of them: ids, names, times).
     pub fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        out.write_all(b"{\"event_id\":")?;
-        json_str(out, self.event_id)?;
-        out.write_all(b",\"type\":")?;
-        json_str(out, self.kind)?;
-        out.write_all(b",\"contact_id\":")?;
-        json_str(out, self.contact_id)?;
-        out.write_all(b",\"model\":")?;
-        json_str(out, self.model)?;
-        out.write_all(b",\"from_tier\":")?;
-        json_str(out, self.from_tier)?;
-        out.write_all(b",\"to_tier\":")?;
-        json_str(out, self.to_tier)?;
-        out.write_all(b",\"direction\":")?;
-        json_str(out, self.direction)?;
+        json_field(out, b"{\"event_id\":", self.event_id)?;
+        for (key, value) in [
+            (&b",\"type\":"[..], self.kind),
+            (&b",\"contact_id\":"[..], self.contact_id),
+            (&b",\"model\":"[..], self.model),
+            (&b",\"from_tier\":"[..], self.from_tier),
+            (&b",\"to_tier\":"[..], self.to_tier),
+            (&b",\"direction\":"[..], self.direction),
+        ] {
+            json_field(out, key, value)?;
+        }
         out.write_all(b",\"score\":")?;
         serde_json::to_writer(&mut *out, &self.score)?;
         out.write_all(b",\"previous_score\":")?;
         serde_json::to_writer(&mut *out, &self.previous_score)?;
-        out.write_all(b",\"at\":")?;
-        json_str(out, self.at)?;
-        out.write_all(b",\"cause\":{\"kind\":")?;
-        json_str(out, self.cause.name())?;
+        json_field(out, b",\"at\":", self.at)?;
+        json_field(out, b",\"cause\":{\"kind\":", self.cause.name())?;
         match self.cause {
             Cause::Event { topic, event_id } => {
-                out.write_all(b",\"topic\":")?;
-                json_str(out, topic)?;
-                out.write_all(b",\"event_id\":")?;
-                json_str(out, event_id)?;
+                json_field(out, b",\"topic\":", topic)?;
+                json_field(out, b",\"event_id\":", event_id)?;
             }
             Cause::Expiry { rule } => {
-                out.write_all(b",\"rule\":")?;
-                json_str(out, rule)?;
+                json_field(out, b",\"rule\":", rule)?;
             }
             Cause::Decay | Cause::Inactivity => {}
         }
         out.write_all(b"}")?;
         if let Some(emitted_at) = self.emitted_at {
-            out.write_all(b",\"emitted_at\":")?;
-            json_str(out, emitted_at)?;
+            json_field(out, b",\"emitted_at\":", emitted_at)?;
         }
         out.write_all(b"}")
     }
+}
+
+/// A string field: its key as JSON (with its comma and colon), then the value.
+fn json_field(out: &mut impl std::io::Write, key: &[u8], value: &str) -> std::io::Result<()> {
+    out.write_all(key)?;
+    json_str(out, value)
 }
 
 /// A JSON string: as is when nothing in it needs escaping, else as serde

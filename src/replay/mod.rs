@@ -107,8 +107,6 @@ pub struct Replayer<W: Write> {
     polled: Vec<(EventTime, TimerKey)>,
     /// Tier changes of the batch (contact, change), written at its end.
     changes: Vec<(u32, TierChange)>,
-    /// The batch being applied (kept for its allocation).
-    events: Vec<(u64, Result<Event, DecodeError>)>,
     batch_idx: Vec<u32>,
     due: BinaryHeap<Reverse<(EventTime, TimerKey)>>,
     pub stats: ReplayStats,
@@ -130,7 +128,6 @@ impl<W: Write> Replayer<W> {
             fx: Effects::default(),
             polled: Vec::new(),
             changes: Vec::new(),
-            events: Vec::new(),
             batch_idx: Vec::new(),
             due: BinaryHeap::new(),
             stats: ReplayStats::default(),
@@ -153,11 +150,9 @@ impl<W: Write> Replayer<W> {
     /// of different events overlap.
     pub fn batch(
         &mut self,
-        decoded: &mut Vec<(u64, Result<Event, DecodeError>)>,
+        batch: &mut Vec<(u64, Result<Event, DecodeError>)>,
         rejects: &mut impl Write,
     ) -> io::Result<()> {
-        let mut batch = std::mem::take(&mut self.events);
-        std::mem::swap(&mut batch, decoded);
         // Candidates by digest only: the ids are compared (`confirm`) once
         // the slots are in cache, just before each event is applied.
         self.batch_idx.clear();
@@ -190,7 +185,6 @@ impl<W: Write> Replayer<W> {
                 }
             }
         }
-        self.events = batch;
         self.flush_changes()
     }
 

@@ -144,7 +144,7 @@ impl Engine {
         contact.last_activity = Some(contact.last_activity.map_or(t, |la| la.max(t)));
         let kind = event.body.kind().index();
         let urls = match &event.body {
-            EventBody::PageVisit { url, .. } => self.urls.matching(&self.rules, url),
+            EventBody::PageVisit { url, .. } => self.urls.matching(url),
             _ => None,
         };
         for (m, model) in self.rules.models.iter().enumerate() {
@@ -153,14 +153,7 @@ impl Engine {
             let mut scored = false;
             for &r in &self.by_kind[m][kind] {
                 let rule = &model.engagement_rules[r];
-                // A URL glob's answer is in `urls`; other filters are tested.
-                let item = match (urls, self.urls.bit(m, r), &event.body) {
-                    (Some(mask), Some(k), EventBody::PageVisit { url, .. }) => {
-                        (mask >> k & 1 == 1).then_some(url.as_str())
-                    }
-                    _ => rule.matches(&event.body),
-                };
-                let Some(item) = item else {
+                let Some(item) = self.rule_item(m, r, &event.body, urls) else {
                     continue;
                 };
                 let index = r as u16;
@@ -201,6 +194,24 @@ impl Engine {
             if !still_predicted {
                 self.repredict(contact, m, now, fx);
             }
+        }
+    }
+
+    /// If rule `r` of model `m` matches `body`, the event's item (see
+    /// `EngagementRule::matches`); a URL glob's answer is taken from `urls`,
+    /// the event's [`urls::UrlGlobs::matching`] mask.
+    fn rule_item<'e>(
+        &self,
+        m: usize,
+        r: usize,
+        body: &'e EventBody,
+        urls: Option<u64>,
+    ) -> Option<&'e str> {
+        match (urls, self.urls.bit(m, r), body) {
+            (Some(mask), Some(k), EventBody::PageVisit { url, .. }) => {
+                (mask >> k & 1 == 1).then_some(url.as_str())
+            }
+            _ => self.rules.models[m].engagement_rules[r].matches(body),
         }
     }
 

@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::rules::{RuleSet, Trigger};
+use crate::rules::{Glob, RuleSet, Trigger};
 
 /// Entries of the per-thread table.
 const SLOTS: usize = 1024;
@@ -23,8 +23,8 @@ const MAX_URL: usize = 256;
 pub struct UrlGlobs {
     /// Tells rule sets apart in the per-thread table.
     id: u64,
-    /// (model, rule) of each numbered glob.
-    rules: Vec<(usize, usize)>,
+    /// The numbered globs.
+    globs: Vec<Glob>,
     /// Per model, per engagement rule: its glob's number.
     bit: Vec<Vec<Option<u8>>>,
 }
@@ -46,19 +46,17 @@ impl UrlGlobs {
         let bit = rules
             .models
             .iter()
-            .enumerate()
-            .map(|(m, model)| {
+            .map(|model| {
                 model
                     .engagement_rules
                     .iter()
-                    .enumerate()
-                    .map(|(r, rule)| {
-                        let globbed =
-                            rule.trigger == Trigger::PageVisit && rule.filters.url.is_some();
-                        if !globbed || numbered.len() >= 64 {
+                    .map(|rule| {
+                        let glob = rule.filters.url.as_ref();
+                        let glob = glob.filter(|_| rule.trigger == Trigger::PageVisit)?;
+                        if numbered.len() >= 64 {
                             return None;
                         }
-                        numbered.push((m, r));
+                        numbered.push(glob.clone());
                         Some((numbered.len() - 1) as u8)
                     })
                     .collect()
@@ -66,7 +64,7 @@ impl UrlGlobs {
             .collect();
         UrlGlobs {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            rules: numbered,
+            globs: numbered,
             bit,
         }
     }
@@ -78,13 +76,13 @@ impl UrlGlobs {
 
     /// Bit `k` set when numbered glob `k` matches `url`; `None` when no rule
     /// has a URL glob.
-    pub fn matching(&self, rules: &RuleSet, url: &str) -> Option<u64> {
-        if self.rules.is_empty() {
+    pub fn matching(&self, url: &str) -> Option<u64> {
+        if self.globs.is_empty() {
             return None;
         }
         // Vacant entries hold the empty URL: it is never looked up.
         if url.is_empty() || url.len() > MAX_URL {
-            return Some(self.compute(rules, url));
+            return Some(self.compute(url));
         }
         let slot = xxhash_rust::xxh3::xxh3_64(url.as_bytes()) as usize % SLOTS;
         MEMO.with(|memo| {
@@ -98,7 +96,7 @@ impl UrlGlobs {
             if known == url {
                 return Some(*mask);
             }
-            let fresh = self.compute(rules, url);
+            let fresh = self.compute(url);
             known.clear();
             known.push_str(url);
             *mask = fresh;
@@ -106,14 +104,11 @@ impl UrlGlobs {
         })
     }
 
-    fn compute(&self, rules: &RuleSet, url: &str) -> u64 {
-        self.rules
+    fn compute(&self, url: &str) -> u64 {
+        self.globs
             .iter()
             .enumerate()
-            .filter(|(_, &(m, r))| {
-                let glob = rules.models[m].engagement_rules[r].filters.url.as_ref();
-                glob.is_some_and(|g| g.matches(url))
-            })
+            .filter(|(_, glob)| glob.matches(url))
             .fold(0, |mask, (k, _)| mask | 1 << k)
     }
 }
@@ -172,7 +167,7 @@ mod tests {
             .collect();
         for round in 0..2 {
             for url in &urls {
-                let got = globs.matching(&set, url);
+                let got = globs.matching(url);
                 assert_eq!(
                     got,
                     Some(direct(&set, &globs, url)),
@@ -180,9 +175,9 @@ mod tests {
                 );
             }
         }
-        assert_eq!(globs.matching(&set, ""), Some(direct(&set, &globs, "")));
+        assert_eq!(globs.matching(""), Some(direct(&set, &globs, "")));
         let long = format!("https://a.example/pricing/{}", "x".repeat(400));
-        assert_eq!(globs.matching(&set, &long), Some(0b0001 | 0b0100));
+        assert_eq!(globs.matching(&long), Some(0b0001 | 0b0100));
     }
 
     #[test]
@@ -191,10 +186,10 @@ mod tests {
         let docs = rules(&["*/docs"]);
         let (a, b) = (UrlGlobs::new(&pricing), UrlGlobs::new(&docs));
         for _ in 0..2 {
-            assert_eq!(a.matching(&pricing, "/pricing"), Some(1));
-            assert_eq!(b.matching(&docs, "/pricing"), Some(0));
-            assert_eq!(b.matching(&docs, "/docs"), Some(1));
-            assert_eq!(a.matching(&pricing, "/docs"), Some(0));
+            assert_eq!(a.matching("/pricing"), Some(1));
+            assert_eq!(b.matching("/pricing"), Some(0));
+            assert_eq!(b.matching("/docs"), Some(1));
+            assert_eq!(a.matching("/docs"), Some(0));
         }
     }
 
@@ -205,13 +200,13 @@ mod tests {
         let globs = UrlGlobs::new(&set);
         assert_eq!(globs.bit(0, 63), Some(63));
         assert_eq!(globs.bit(0, 64), None);
-        assert_eq!(globs.matching(&set, "/p63"), Some(1 << 63));
-        assert_eq!(globs.matching(&set, "/p64"), Some(0));
+        assert_eq!(globs.matching("/p63"), Some(1 << 63));
+        assert_eq!(globs.matching("/p64"), Some(0));
     }
 
     #[test]
     fn no_url_globs_no_mask() {
         let set = rules(&[]);
-        assert_eq!(UrlGlobs::new(&set).matching(&set, "/x"), None);
+        assert_eq!(UrlGlobs::new(&set).matching("/x"), None);
     }
 }
