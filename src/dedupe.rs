@@ -2,16 +2,18 @@
 //!
 //! The in-memory form used by `replay`: each contact keeps the 64-bit digests
 //! of its recent event ids, in clock order, forgotten once older than the
-//! window. Kept with the contact because its state is touched anyway, so a
-//! check costs no extra cache miss; a contact with many ids in the window
-//! gets a hash index beside the list.
+//! window. Kept inline in the contact's slot for up to seven ids, so that a
+//! check costs no cache miss beyond the contact's own; a contact with more
+//! ids in the window moves them to the heap, with a hash index beside the
+//! list once there are many.
 
 use foldhash::HashSet;
-use smallvec::SmallVec;
 
 use crate::time::EventTime;
 
-/// Ids in the window above which a contact gets a hash index.
+/// Ids kept in the contact's slot.
+const INLINE: usize = 7;
+/// Ids in the window above which a spilled contact gets a hash index.
 const INDEX_ABOVE: usize = 64;
 
 /// A stable 64-bit digest of an event id.
@@ -19,14 +21,33 @@ pub fn digest(event_id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(event_id.as_bytes())
 }
 
-/// One contact's recently seen event ids: inline up to four (no allocation,
-/// and no cache miss beyond the contact's own).
-#[derive(Debug, Default, Clone, PartialEq)]
+/// One contact's recently seen event ids.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RecentIds {
+    /// `(seen at, digest)` in clock order, the first `len` used; unused
+    /// while the ids are spilled.
+    inline: [(EventTime, u64); INLINE],
+    len: u8,
+    spilled: Option<Box<Spilled>>,
+}
+
+/// The ids of a contact with more than [`INLINE`] of them in the window.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Spilled {
     /// `(seen at, digest)` in clock order; those before `head` are forgotten.
-    order: SmallVec<[(EventTime, u64); 4]>,
+    order: Vec<(EventTime, u64)>,
     head: usize,
-    index: Option<Box<HashSet<u64>>>,
+    index: Option<HashSet<u64>>,
+}
+
+impl Default for RecentIds {
+    fn default() -> Self {
+        RecentIds {
+            inline: [(EventTime::MIN, 0); INLINE],
+            len: 0,
+            spilled: None,
+        }
+    }
 }
 
 impl RecentIds {
@@ -34,13 +55,80 @@ impl RecentIds {
     /// seen within `window_ms`.
     pub fn seen_before(&mut self, event_id: &str, now: EventTime, window_ms: i64) -> bool {
         let horizon = now.plus_millis(-window_ms);
-        while let Some(&(at, d)) = self.order.get(self.head) {
+        let d = digest(event_id);
+        if let Some(spilled) = &mut self.spilled {
+            let seen = spilled.seen_before(d, now, horizon);
+            if spilled.len() < INLINE {
+                // Back inline: the heap part is only for busy stretches.
+                let live = &spilled.order[spilled.head..];
+                self.inline[..live.len()].copy_from_slice(live);
+                self.len = live.len() as u8;
+                self.spilled = None;
+            }
+            return seen;
+        }
+        let len = self.len as usize;
+        let gone = self.inline[..len]
+            .iter()
+            .take_while(|(at, _)| *at < horizon)
+            .count();
+        if gone > 0 {
+            self.inline.copy_within(gone..len, 0);
+        }
+        let len = len - gone;
+        self.len = len as u8;
+        if self.inline[..len].iter().any(|(_, x)| *x == d) {
+            return true;
+        }
+        if len < INLINE {
+            self.inline[len] = (now, d);
+            self.len += 1;
+        } else {
+            let mut order = Vec::with_capacity(2 * INLINE);
+            order.extend_from_slice(&self.inline);
+            order.push((now, d));
+            self.spilled = Some(Box::new(Spilled {
+                order,
+                head: 0,
+                index: None,
+            }));
+            self.len = 0;
+        }
+        false
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.spilled {
+            Some(spilled) => spilled.len(),
+            None => self.len as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Where the ids live when not in the slot, for prefetching.
+    pub fn heap(&self) -> Option<*const u8> {
+        self.spilled
+            .as_deref()
+            .map(|s| s.order.as_ptr().wrapping_add(s.head).cast())
+    }
+}
+
+impl Spilled {
+    fn len(&self) -> usize {
+        self.order.len() - self.head
+    }
+
+    fn seen_before(&mut self, d: u64, now: EventTime, horizon: EventTime) -> bool {
+        while let Some(&(at, old)) = self.order.get(self.head) {
             if at >= horizon {
                 break;
             }
             self.head += 1;
             if let Some(index) = &mut self.index {
-                index.remove(&d);
+                index.remove(&old);
             }
         }
         // Forgotten ids are dropped in bulk: O(1) amortized per id.
@@ -51,7 +139,6 @@ impl RecentIds {
         if self.len() <= INDEX_ABOVE / 2 {
             self.index = None;
         }
-        let d = digest(event_id);
         let seen = match &self.index {
             Some(index) => index.contains(&d),
             None => self.order[self.head..].iter().any(|(_, x)| *x == d),
@@ -66,21 +153,11 @@ impl RecentIds {
                 index.insert(d);
             }
             None if live > INDEX_ABOVE => {
-                self.index = Some(Box::new(
-                    self.order[self.head..].iter().map(|(_, x)| *x).collect(),
-                ));
+                self.index = Some(self.order[self.head..].iter().map(|(_, x)| *x).collect());
             }
             None => {}
         }
         false
-    }
-
-    pub fn len(&self) -> usize {
-        self.order.len() - self.head
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -111,6 +188,24 @@ mod tests {
     }
 
     #[test]
+    fn ids_move_to_the_heap_and_back_without_losing_any() {
+        let mut r = RecentIds::default();
+        let t = EventTime::from_millis(0);
+        for i in 0..10 {
+            assert!(!r.seen_before(&format!("e{i}"), t.plus_millis(i * DAY), WINDOW));
+        }
+        assert!(r.spilled.is_some(), "ten ids do not fit inline");
+        assert!(r.seen_before("e0", t.plus_millis(10 * DAY), WINDOW));
+        // Day 36: e0..e5 are out of the window, e6..e9 remain.
+        assert!(!r.seen_before("f", t.plus_millis(36 * DAY), WINDOW));
+        assert!(r.spilled.is_none(), "back inline");
+        assert_eq!(r.len(), 5);
+        assert!(r.seen_before("e9", t.plus_millis(36 * DAY), WINDOW));
+        assert!(r.seen_before("f", t.plus_millis(36 * DAY), WINDOW));
+        assert!(!r.seen_before("e1", t.plus_millis(36 * DAY), WINDOW));
+    }
+
+    #[test]
     fn many_ids_use_the_index_and_stay_exact() {
         let mut r = RecentIds::default();
         for i in 0..1000 {
@@ -121,7 +216,7 @@ mod tests {
                 "{i}"
             );
         }
-        assert!(r.index.is_some());
+        assert!(r.spilled.as_ref().is_some_and(|s| s.index.is_some()));
         assert_eq!(r.len(), 301, "ids of the last 30 days");
         assert!(!r.seen_before("e0", EventTime::from_millis(1000 * DAY), WINDOW));
     }

@@ -23,6 +23,7 @@ pub use input::{parse_line, Record};
 use crate::dedupe::RecentIds;
 use crate::event::output::round2;
 use crate::event::{decode, DecodeError, Event, TopicMap};
+use crate::scoring::caps::CapLedger;
 use crate::scoring::{ContactState, Effects, Engine, TierChange};
 use crate::time::EventTime;
 use crate::timer::{DenseIndex, TimerWheel};
@@ -163,16 +164,17 @@ impl<W: Write> Replayer<W> {
             self.batch_idx.push(idx);
         }
         // Software pipeline: while event i is applied, the slot of event
-        // i + AHEAD is fetched, and what the slot of i + AHEAD / 2 points to.
-        for i in 0..AHEAD.min(self.batch_idx.len()) {
-            self.prefetch_slot(i);
-        }
-        for i in 0..AHEAD / 2 {
-            self.prefetch_heap(i);
+        // i + AHEAD is fetched, what that slot points to a few events later,
+        // and what those parts point to a few events after that.
+        for i in 0..AHEAD {
+            for stage in 0..=i / STEP {
+                self.prefetch_stage(stage, i - stage * STEP);
+            }
         }
         for (i, (line_no, item)) in batch.drain(..).enumerate() {
-            self.prefetch_slot(i + AHEAD);
-            self.prefetch_heap(i + AHEAD / 2);
+            for stage in 0..STAGES {
+                self.prefetch_stage(stage, i + AHEAD - stage * STEP);
+            }
             self.stats.lines += 1;
             match item {
                 Ok(event) => {
@@ -195,26 +197,22 @@ impl<W: Write> Replayer<W> {
             .and_then(|&x| self.contacts.get(x as usize))
     }
 
-    /// Prefetches the slot of the batch's `i`th event.
-    fn prefetch_slot(&self, i: usize) {
+    /// One stage of prefetching the state of the batch's `i`th event: its
+    /// slot, then what the slot points to, then what those parts point to.
+    fn prefetch_stage(&self, stage: usize, i: usize) {
         let Some(slot) = self.batch_slot(i) else {
             return;
         };
-        let base = (slot as *const Slot).cast::<u8>();
-        for line in (0..std::mem::size_of::<Slot>()).step_by(64) {
-            prefetch(base.wrapping_add(line));
-        }
-    }
-
-    /// Prefetches what the slot of the batch's `i`th event points to.
-    fn prefetch_heap(&self, i: usize) {
-        let Some(slot) = self.batch_slot(i) else {
-            return;
-        };
-        for ms in &slot.state.models {
-            prefetch(ms.pending.as_ptr());
-            for acc in ms.rules.iter().filter_map(|a| a.cap.as_deref()) {
-                prefetch(acc as *const _);
+        match stage {
+            0 => prefetch_bytes((slot as *const Slot).cast(), std::mem::size_of::<Slot>()),
+            1 => prefetch_heap(slot),
+            2 => prefetch_deep(slot),
+            _ => {
+                for ms in &slot.state.models {
+                    for ledger in ms.rules.iter().filter_map(|a| a.cap.as_deref()) {
+                        prefetch(ledger.times_ptr());
+                    }
+                }
             }
         }
     }
@@ -412,11 +410,14 @@ impl Progress {
     }
 }
 
-/// Feeds every line of `input` to the replayer, reporting rejects to `rejects`.
 /// Lines decoded ahead of scoring (see [`Replayer::batch`]).
 const BATCH: usize = 64;
 /// How many events ahead of the one applied its contact's slot is prefetched.
-const AHEAD: usize = 8;
+const AHEAD: usize = STEP * (STAGES - 1);
+/// Events between one prefetch stage and the next.
+const STEP: usize = 3;
+/// Prefetch stages (see [`Replayer::prefetch_stage`]).
+const STAGES: usize = 4;
 
 /// Prefetch hint for data about to be used; a no-op where unsupported.
 #[inline]
@@ -429,6 +430,46 @@ fn prefetch<T>(p: *const T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
+}
+
+/// Prefetches what a slot points to.
+fn prefetch_heap(slot: &Slot) {
+    if let Some(ids) = slot.seen.heap() {
+        prefetch(ids);
+    }
+    prefetch(slot.state.profile.entries().as_ptr());
+    for ms in &slot.state.models {
+        prefetch(ms.pending.as_ptr());
+        if ms.rules.spilled() {
+            prefetch_bytes(
+                ms.rules.as_ptr().cast(),
+                std::mem::size_of_val(ms.rules.as_slice()),
+            );
+        }
+    }
+}
+
+/// Prefetches what the parts fetched by [`prefetch_heap`] point to.
+fn prefetch_deep(slot: &Slot) {
+    slot.state.profile.heap_parts(prefetch);
+    for ms in &slot.state.models {
+        for ledger in ms.rules.iter().filter_map(|a| a.cap.as_deref()) {
+            prefetch_bytes(
+                (ledger as *const CapLedger).cast(),
+                std::mem::size_of::<CapLedger>(),
+            );
+        }
+    }
+}
+
+/// Prefetches the cache lines of `len` bytes from `p`.
+#[inline]
+fn prefetch_bytes(p: *const u8, len: usize) {
+    let first = p as usize & !63;
+    let end = p as usize + len;
+    for line in (first..end).step_by(64) {
+        prefetch(line as *const u8);
+    }
 }
 
 /// Feeds every line of `input` to the replayer, reporting rejects to `rejects`.

@@ -80,6 +80,11 @@ impl CapLedger {
         self.swept_at = Some(clock);
     }
 
+    /// Where the times of a cap that is not `per_item` live, for prefetching.
+    pub fn times_ptr(&self) -> *const u8 {
+        self.times.as_ptr().cast()
+    }
+
     /// Scored times currently remembered for an item (for inspection and tests).
     pub fn times(&self, item: &str) -> &[EventTime] {
         match self.items.get(item) {

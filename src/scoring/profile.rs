@@ -34,6 +34,18 @@ impl Profile {
         &self.entries
     }
 
+    /// Calls `f` with the address of each heap part a lookup reads (the
+    /// entries and their names and text values), for prefetching.
+    pub fn heap_parts(&self, mut f: impl FnMut(*const u8)) {
+        f(self.entries.as_ptr().cast());
+        for e in &self.entries {
+            f(e.name.as_ptr());
+            if let Some(FieldValue::Text(text)) = e.value.as_ref().map(|v| &v.raw) {
+                f(text.as_ptr());
+            }
+        }
+    }
+
     pub fn from_entries(mut entries: Vec<ProfileEntry>) -> Profile {
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         entries.dedup_by(|a, b| a.name == b.name);
