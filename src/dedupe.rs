@@ -32,7 +32,7 @@ pub struct RecentIds {
 }
 
 /// The ids of a contact with more than [`INLINE`] of them in the window.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 struct Spilled {
     /// `(seen at, digest)` in clock order; those before `head` are forgotten.
     order: Vec<(EventTime, u64)>,

@@ -197,8 +197,8 @@ impl<W: Write> Replayer<W> {
             .and_then(|&x| self.contacts.get(x as usize))
     }
 
-    /// One stage of prefetching the state of the batch's `i`th event: its
-    /// slot, then what the slot points to, then what those parts point to.
+    /// One stage of prefetching the state of the batch's `i`th event; each
+    /// stage reads only what the stage before brought into the cache.
     fn prefetch_stage(&self, stage: usize, i: usize) {
         let Some(slot) = self.batch_slot(i) else {
             return;
@@ -207,13 +207,7 @@ impl<W: Write> Replayer<W> {
             0 => prefetch_bytes((slot as *const Slot).cast(), std::mem::size_of::<Slot>()),
             1 => prefetch_heap(slot),
             2 => prefetch_deep(slot),
-            _ => {
-                for ms in &slot.state.models {
-                    for ledger in ms.rules.iter().filter_map(|a| a.cap.as_deref()) {
-                        prefetch(ledger.times_ptr());
-                    }
-                }
-            }
+            _ => prefetch_cap_times(slot),
         }
     }
 
@@ -416,7 +410,8 @@ const BATCH: usize = 64;
 const AHEAD: usize = STEP * (STAGES - 1);
 /// Events between one prefetch stage and the next.
 const STEP: usize = 3;
-/// Prefetch stages (see [`Replayer::prefetch_stage`]).
+/// Prefetch stages: the slot, what it points to, what those parts point to,
+/// and the cap ledgers' times (see [`Replayer::prefetch_stage`]).
 const STAGES: usize = 4;
 
 /// Prefetch hint for data about to be used; a no-op where unsupported.
@@ -451,13 +446,22 @@ fn prefetch_heap(slot: &Slot) {
 
 /// Prefetches what the parts fetched by [`prefetch_heap`] point to.
 fn prefetch_deep(slot: &Slot) {
-    slot.state.profile.heap_parts(prefetch);
+    slot.state.profile.entry_parts(prefetch);
     for ms in &slot.state.models {
         for ledger in ms.rules.iter().filter_map(|a| a.cap.as_deref()) {
             prefetch_bytes(
                 (ledger as *const CapLedger).cast(),
                 std::mem::size_of::<CapLedger>(),
             );
+        }
+    }
+}
+
+/// Prefetches the scored times of the cap ledgers fetched by [`prefetch_deep`].
+fn prefetch_cap_times(slot: &Slot) {
+    for ms in &slot.state.models {
+        for ledger in ms.rules.iter().filter_map(|a| a.cap.as_deref()) {
+            prefetch(ledger.times_ptr());
         }
     }
 }

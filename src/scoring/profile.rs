@@ -34,10 +34,9 @@ impl Profile {
         &self.entries
     }
 
-    /// Calls `f` with the address of each heap part a lookup reads (the
-    /// entries and their names and text values), for prefetching.
-    pub fn heap_parts(&self, mut f: impl FnMut(*const u8)) {
-        f(self.entries.as_ptr().cast());
+    /// Calls `f` with the address of each entry's name and text value (what
+    /// a lookup reads beyond the entries themselves), for prefetching.
+    pub fn entry_parts(&self, mut f: impl FnMut(*const u8)) {
         for e in &self.entries {
             f(e.name.as_ptr());
             if let Some(FieldValue::Text(text)) = e.value.as_ref().map(|v| &v.raw) {
