@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use leadscore::event::{EmailAction, Event, FieldValue};
-use leadscore::scoring::{transition, ContactState, Effects, Engine};
+use leadscore::scoring::{predict, stays_lowest, transition, ContactState, Effects, Engine};
 use leadscore::time::EventTime;
 use proptest::prelude::*;
 
@@ -275,6 +275,22 @@ proptest! {
         }
     }
 
+    /// The shortcut that skips the walk for contacts stuck in the lowest
+    /// tier never disagrees with the walk.
+    #[test]
+    fn staying_lowest_agrees_with_the_walk(p in params(), steps in steps()) {
+        let mut c = Contact::new(&rules(&p));
+        for e in events(&steps) {
+            c.apply(&e);
+            for (m, ms) in c.state.models.iter().enumerate() {
+                let model = &c.engine.rules().models[m];
+                if stays_lowest(model, ms, c.clock) {
+                    prop_assert_eq!(predict(model, ms, c.state.last_activity, c.clock), None);
+                }
+            }
+        }
+    }
+
     #[test]
     fn replaying_the_same_events_is_deterministic(p in params(), steps in steps()) {
         let evs = events(&steps);
@@ -287,3 +303,66 @@ proptest! {
         prop_assert_eq!(run(), run());
     }
 }
+
+/// A contact in the lowest tier whose score rises as a negative contribution
+/// fades is not taken for one that stays there: its rise is predicted.
+#[test]
+fn a_lowest_tier_score_that_rises_is_still_predicted() {
+    let mut c = Contact::new(
+        r#"[[model]]
+name = "m"
+decay = { half_life_days = 7 }
+tiers = [{ name = "cold" }, { name = "warm", min = 5 }]
+
+[[model.rule]]
+id = "exec"
+when = "field"
+field = "title"
+op = "eq"
+value = "ceo"
+points = 10
+
+[[model.rule]]
+id = "careers"
+when = "page_visit"
+url = "*/careers*"
+points = -9
+"#,
+    );
+    c.apply(&form(
+        "e1",
+        "f",
+        &[("title", FieldValue::Text("ceo".into()))],
+        at(0.0),
+    ));
+    assert_eq!(c.tier(0), "warm");
+    c.apply(&visit("e2", "https://x/careers", at(0.0)));
+    assert_eq!(c.tier(0), "cold", "10 − 9 is below warm");
+    let model = &c.engine.rules().models[0];
+    assert!(!stays_lowest(model, &c.state.models[0], c.clock));
+    // 10 − 9·2^(−d/7) reaches 5 at d = 7·log2(9/5).
+    let p = c.state.models[0].next.clone().expect("a rise into warm");
+    assert_eq!(p.to_tier, Some(1));
+    let expected = 7.0 * (9.0f64 / 5.0).log2();
+    assert!((p.at.days_since(at(0.0)) - expected).abs() < 1e-6, "{p:?}");
+
+    // With only positive points below warm, nothing can lift it: no walk.
+    let mut plain = Contact::new(PLAIN);
+    plain.apply(&visit("e1", "https://x/docs/a", at(0.0)));
+    assert_eq!(plain.score(0, at(0.0)).score, 2.0);
+    let model = &plain.engine.rules().models[0];
+    assert!(stays_lowest(model, &plain.state.models[0], plain.clock));
+    assert_eq!(plain.state.models[0].next, None);
+}
+
+const PLAIN: &str = r#"[[model]]
+name = "m"
+decay = { half_life_days = 7 }
+tiers = [{ name = "cold" }, { name = "warm", min = 5 }]
+
+[[model.rule]]
+id = "docs"
+when = "page_visit"
+url = "*/docs*"
+points = 2
+"#;

@@ -13,7 +13,7 @@ pub mod state;
 mod urls;
 
 pub use explain::{explain, ContactView};
-pub use predict::predict;
+pub use predict::{predict, stays_lowest};
 pub use score::{components, transition, Components, Edge};
 pub use state::{ContactState, ModelState, PredictedCause, Prediction};
 
@@ -250,8 +250,15 @@ impl Engine {
     }
 
     fn repredict(&self, contact: &mut ContactState, m: usize, now: EventTime, fx: &mut Effects) {
-        let ms = &mut contact.models[m];
-        let next = predict(&self.rules.models[m], ms, contact.last_activity, now);
+        let (model, ms) = (&self.rules.models[m], &mut contact.models[m]);
+        // Most contacts sit in the lowest tier with a score that can only
+        // fall: no walk needed to know that nothing will change.
+        let next = if stays_lowest(model, ms, now) {
+            debug_assert_eq!(predict(model, ms, contact.last_activity, now), None);
+            None
+        } else {
+            predict(model, ms, contact.last_activity, now)
+        };
         if next.as_ref().map(|p| p.at) != ms.next.as_ref().map(|p| p.at) {
             fx.timers.push(TimerUpdate {
                 model: m,

@@ -39,6 +39,33 @@ enum Step {
     DecayStart { points: f64 },
 }
 
+/// Whether the contact stays in `model`'s lowest tier without new input,
+/// known without walking the score's future: it is in the lowest tier and
+/// its score cannot rise. The decaying sum is not negative (every decaying
+/// contribution shrinks by the same factor, so the sum keeps its sign and
+/// shrinks), no tracked contribution is negative (an expiry only takes
+/// points away) or dated ahead (nothing is still to be added), and the
+/// inactivity penalties only ever deepen. Expiries and penalties can then
+/// only lower the score, never lift it into a higher tier.
+///
+/// Precondition: `ms.tier` is the tier the score at `now` gives, as it is
+/// right after an event or a fired change; [`predict`] then returns `None`.
+pub fn stays_lowest(model: &Model, ms: &ModelState, now: EventTime) -> bool {
+    let mut penalty = 0.0;
+    let penalties_deepen = model.penalties.iter().all(|p| {
+        let deeper = p.points <= penalty;
+        penalty = p.points;
+        deeper
+    });
+    ms.tier == 0
+        && ms.unfolded == 0
+        && ms.decaying_total >= 0.0
+        && penalties_deepen
+        // Expired contributions may still be in the sums until a rebase.
+        && ms.pending.first().is_none_or(|c| c.live(now, false))
+        && ms.pending.iter().all(|c| c.points >= 0.0)
+}
+
 /// The next tier change strictly after `now`, or `None` if there is none.
 pub fn predict(
     model: &Model,
