@@ -308,8 +308,30 @@ proptest! {
 /// fades is not taken for one that stays there: its rise is predicted.
 #[test]
 fn a_lowest_tier_score_that_rises_is_still_predicted() {
-    let mut c = Contact::new(
-        r#"[[model]]
+    let mut c = Contact::new(LOWEST_TIER);
+    let ceo = [("title", FieldValue::Text("ceo".into()))];
+    c.apply(&form("e1", "f", &ceo, at(0.0)));
+    assert_eq!(c.tier(0), "warm");
+    c.apply(&visit("e2", "https://x/careers", at(0.0)));
+    assert_eq!(c.tier(0), "cold", "10 − 9 is below warm");
+    let model = &c.engine.rules().models[0];
+    assert!(!stays_lowest(model, &c.state.models[0], c.clock));
+    // 10 − 9·2^(−d/7) reaches 5 at d = 7·log2(9/5).
+    let p = c.state.models[0].next.clone().expect("a rise into warm");
+    assert_eq!(p.to_tier, Some(1));
+    let expected = 7.0 * (9.0f64 / 5.0).log2();
+    assert!((p.at.days_since(at(0.0)) - expected).abs() < 1e-6, "{p:?}");
+
+    // With only positive points below warm, nothing can lift it: no walk.
+    let mut plain = Contact::new(LOWEST_TIER);
+    plain.apply(&visit("e1", "https://x/docs/a", at(0.0)));
+    assert_eq!(plain.score(0, at(0.0)).score, 2.0);
+    let model = &plain.engine.rules().models[0];
+    assert!(stays_lowest(model, &plain.state.models[0], plain.clock));
+    assert_eq!(plain.state.models[0].next, None);
+}
+
+const LOWEST_TIER: &str = r#"[[model]]
 name = "m"
 decay = { half_life_days = 7 }
 tiers = [{ name = "cold" }, { name = "warm", min = 5 }]
@@ -327,38 +349,6 @@ id = "careers"
 when = "page_visit"
 url = "*/careers*"
 points = -9
-"#,
-    );
-    c.apply(&form(
-        "e1",
-        "f",
-        &[("title", FieldValue::Text("ceo".into()))],
-        at(0.0),
-    ));
-    assert_eq!(c.tier(0), "warm");
-    c.apply(&visit("e2", "https://x/careers", at(0.0)));
-    assert_eq!(c.tier(0), "cold", "10 − 9 is below warm");
-    let model = &c.engine.rules().models[0];
-    assert!(!stays_lowest(model, &c.state.models[0], c.clock));
-    // 10 − 9·2^(−d/7) reaches 5 at d = 7·log2(9/5).
-    let p = c.state.models[0].next.clone().expect("a rise into warm");
-    assert_eq!(p.to_tier, Some(1));
-    let expected = 7.0 * (9.0f64 / 5.0).log2();
-    assert!((p.at.days_since(at(0.0)) - expected).abs() < 1e-6, "{p:?}");
-
-    // With only positive points below warm, nothing can lift it: no walk.
-    let mut plain = Contact::new(PLAIN);
-    plain.apply(&visit("e1", "https://x/docs/a", at(0.0)));
-    assert_eq!(plain.score(0, at(0.0)).score, 2.0);
-    let model = &plain.engine.rules().models[0];
-    assert!(stays_lowest(model, &plain.state.models[0], plain.clock));
-    assert_eq!(plain.state.models[0].next, None);
-}
-
-const PLAIN: &str = r#"[[model]]
-name = "m"
-decay = { half_life_days = 7 }
-tiers = [{ name = "cold" }, { name = "warm", min = 5 }]
 
 [[model.rule]]
 id = "docs"
