@@ -6,19 +6,25 @@
 //! earliest scored times (exact for any `t`), a windowed cap keeps the times
 //! newer than `clock − window − grace`, so events up to `grace` late are exact.
 
+use compact_str::CompactString;
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::rules::Cap;
 use crate::time::EventTime;
+
+type ItemTimes = SmallVec<[EventTime; 2]>;
 
 /// Scored match times of one capped rule.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CapLedger {
     /// Times of a cap that is not `per_item`, sorted ascending.
-    times: Vec<EventTime>,
-    /// Times per item of a `per_item` cap, each sorted ascending.
-    items: HashMap<Box<str>, Vec<EventTime>>,
+    times: ItemTimes,
+    /// Times per item of a `per_item` cap, each sorted ascending. Short
+    /// items and a couple of times live in the table itself: one allocation
+    /// for the ledger's items rather than three per item.
+    items: HashMap<CompactString, ItemTimes>,
     /// Clock at the last sweep of stale items.
     swept_at: Option<EventTime>,
 }
@@ -33,33 +39,19 @@ impl CapLedger {
         clock: EventTime,
         grace_ms: i64,
     ) -> bool {
-        let times = if !cap.per_item {
-            &mut self.times
-        } else if let Some(times) = self.items.get_mut(item) {
-            times
-        } else {
-            self.items.entry(item.into()).or_default()
+        if !cap.per_item {
+            return admit(&mut self.times, cap, t, clock, grace_ms);
+        }
+        let times = match self.items.get_mut(item) {
+            Some(times) => times,
+            None => self.items.entry(item.into()).or_default(),
         };
-        let scored = match cap.window_ms {
-            Some(w) => {
-                let from = t.plus_millis(-w);
-                times.iter().filter(|s| **s > from && **s <= t).count()
-            }
-            None => times.iter().filter(|s| **s <= t).count(),
-        };
-        if scored >= cap.max_times as usize {
+        if !admit(times, cap, t, clock, grace_ms) {
             return false;
         }
-        let at = times.partition_point(|s| *s <= t);
-        times.insert(at, t);
-        match cap.window_ms {
-            None => times.truncate(cap.max_times as usize),
-            Some(w) => {
-                let horizon = clock.plus_millis(-w.saturating_add(grace_ms));
-                let stale = times.partition_point(|s| *s <= horizon);
-                times.drain(..stale);
-                self.sweep(w, clock, horizon);
-            }
+        if let Some(w) = cap.window_ms {
+            let horizon = clock.plus_millis(-w.saturating_add(grace_ms));
+            self.sweep(w, clock, horizon);
         }
         true
     }
@@ -102,6 +94,32 @@ impl CapLedger {
     pub fn item_count(&self) -> usize {
         self.items.len()
     }
+}
+
+/// Whether a match at `t` may score against `times` (sorted ascending);
+/// if so, records it and forgets what the cap no longer needs.
+fn admit(times: &mut ItemTimes, cap: &Cap, t: EventTime, clock: EventTime, grace_ms: i64) -> bool {
+    let scored = match cap.window_ms {
+        Some(w) => {
+            let from = t.plus_millis(-w);
+            times.iter().filter(|s| **s > from && **s <= t).count()
+        }
+        None => times.iter().filter(|s| **s <= t).count(),
+    };
+    if scored >= cap.max_times as usize {
+        return false;
+    }
+    let at = times.partition_point(|s| *s <= t);
+    times.insert(at, t);
+    match cap.window_ms {
+        None => times.truncate(cap.max_times as usize),
+        Some(w) => {
+            let horizon = clock.plus_millis(-w.saturating_add(grace_ms));
+            let stale = times.partition_point(|s| *s <= horizon);
+            times.drain(..stale);
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -171,6 +189,83 @@ mod tests {
             &[t(5)],
             "a lifetime cap keeps the earliest max_times"
         );
+    }
+
+    /// The shape ledgers have always been stored in: a map of item to times.
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    struct StoredLedger {
+        times: Vec<EventTime>,
+        items: std::collections::HashMap<String, Vec<EventTime>>,
+        swept_at: Option<EventTime>,
+    }
+
+    #[test]
+    fn per_item_times_are_stored_as_a_map() {
+        let cap = Cap {
+            max_times: 2,
+            window_ms: Some(30 * DAY),
+            per_item: true,
+        };
+        let mut l = CapLedger::default();
+        for (item, day) in [("em-2", 3), ("em-10", 1), ("em-2", 1), ("em-1", 2)] {
+            assert!(l.admit(&cap, item, t(day), t(3), 0));
+        }
+        let stored: StoredLedger = postcard::from_bytes(&postcard::to_stdvec(&l).unwrap()).unwrap();
+        let want = [
+            ("em-1", vec![t(2)]),
+            ("em-10", vec![t(1)]),
+            ("em-2", vec![t(1), t(3)]),
+        ];
+        assert_eq!(
+            stored.items,
+            want.iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
+        );
+        // And a ledger stored that way reads back as the same ledger.
+        let read: CapLedger = postcard::from_bytes(&postcard::to_stdvec(&stored).unwrap()).unwrap();
+        assert_eq!(read, l);
+        assert_eq!(read.times("em-2"), &[t(1), t(3)]);
+        assert!(
+            !l.clone().admit(&cap, "em-2", t(3), t(3), 0),
+            "em-2 is full"
+        );
+    }
+
+    proptest::proptest! {
+        /// Against the plain definition, over every scored match kept: for
+        /// events at most `grace` behind the clock, a match scores when fewer
+        /// than `max_times` scored matches of its item lie in `(t − window, t]`
+        /// (`≤ t` for a lifetime cap).
+        #[test]
+        fn agrees_with_a_list_of_every_scored_match(
+            max_times in 1u32..4,
+            window_days in proptest::option::of(1i64..4),
+            per_item in proptest::bool::ANY,
+            steps in proptest::collection::vec((0u8..4, 0i64..DAY, 0i64..2 * DAY), 1..300),
+        ) {
+            let cap = Cap { max_times, window_ms: window_days.map(|d| d * DAY), per_item };
+            let grace = 2 * DAY;
+            let mut l = CapLedger::default();
+            let mut scored: Vec<(String, i64)> = Vec::new();
+            let mut clock = 10 * DAY;
+            for (item, advance, late) in steps {
+                clock += advance;
+                let t = clock - late;
+                let item = format!("em-{item}");
+                let key = if per_item { item.clone() } else { String::new() };
+                let count = scored
+                    .iter()
+                    .filter(|(k, s)| *k == key && *s <= t && cap.window_ms.is_none_or(|w| *s > t - w))
+                    .count();
+                let expected = count < max_times as usize;
+                let got = l.admit(&cap, &item, EventTime::from_millis(t), EventTime::from_millis(clock), grace);
+                proptest::prop_assert_eq!(got, expected, "{} at {} (clock {})", item, t, clock);
+                if got {
+                    scored.push((key, t));
+                }
+            }
+        }
     }
 
     #[test]
