@@ -219,7 +219,7 @@ fn form_fields(
             Value::Null => FieldValue::Null,
             Value::Bool(b) => FieldValue::Bool(b),
             Value::Number(n) => FieldValue::Number(n.as_f64().unwrap_or(f64::NAN)),
-            Value::String(s) => FieldValue::Text(s),
+            Value::String(s) => FieldValue::Text(s.into()),
             Value::Array(_) | Value::Object(_) => {
                 return Err(DecodeError::schema(
                     &format!("fields.{name}"),

@@ -113,7 +113,9 @@ pub enum FieldValue {
     Null,
     Bool(bool),
     Number(f64),
-    Text(String),
+    /// Inline up to 24 bytes: kept in a contact's profile without a
+    /// separate allocation.
+    Text(compact_str::CompactString),
 }
 
 /// What happened, by kind.

@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+use compact_str::CompactString;
+
 use crate::event::FieldValue;
 
 /// A value reduced to what comparisons see.
@@ -12,8 +14,8 @@ use crate::event::FieldValue;
 pub enum Norm {
     Num(f64),
     Bool(bool),
-    /// Lower-cased text.
-    Text(String),
+    /// Lower-cased text (inline up to 24 bytes).
+    Text(CompactString),
 }
 
 impl Norm {
@@ -31,7 +33,7 @@ impl Norm {
         } else if trimmed.eq_ignore_ascii_case("false") {
             Norm::Bool(false)
         } else {
-            Norm::Text(text.to_lowercase())
+            Norm::Text(lowercase(text))
         }
     }
 
@@ -42,6 +44,18 @@ impl Norm {
             (Norm::Text(a), Norm::Text(b)) => a == b,
             _ => false,
         }
+    }
+}
+
+/// `text` lower-cased; ASCII (the common case) in place, without a detour
+/// through a `String`.
+fn lowercase(text: &str) -> CompactString {
+    if text.is_ascii() {
+        let mut s = CompactString::new(text);
+        s.as_mut_str().make_ascii_lowercase();
+        s
+    } else {
+        text.to_lowercase().into()
     }
 }
 
@@ -79,8 +93,8 @@ impl ProfileValue {
     /// The value as lower-cased text, for `contains` and friends.
     fn text(&self) -> Cow<'_, str> {
         match (&self.norm, &self.raw) {
-            (Norm::Text(s), _) => Cow::Borrowed(s),
-            (_, FieldValue::Text(s)) => Cow::Owned(s.to_lowercase()),
+            (Norm::Text(s), _) => Cow::Borrowed(s.as_str()),
+            (_, FieldValue::Text(s)) => Cow::Owned(s.as_str().to_lowercase()),
             (_, FieldValue::Number(n)) => Cow::Owned(format_number(*n)),
             (_, FieldValue::Bool(b)) => Cow::Borrowed(if *b { "true" } else { "false" }),
             (_, FieldValue::Null) => Cow::Borrowed(""),
@@ -200,6 +214,18 @@ mod tests {
         assert!(yes.holds(text("TRUE").as_ref()));
         assert!(yes.holds(ProfileValue::new(FieldValue::Bool(true)).as_ref()));
         assert!(!yes.holds(text("yes").as_ref()));
+    }
+
+    #[test]
+    fn case_folds_beyond_ascii_and_beyond_inline_length() {
+        let school = FieldCondition::Eq(Norm::from_text("école"));
+        assert!(school.holds(text("ÉCOLE").as_ref()));
+        assert!(!school.holds(text("ECOLE").as_ref()));
+        let long = "Vice President of Engineering, EMEA";
+        assert!(long.len() > 24, "longer than a CompactString holds inline");
+        let cond = FieldCondition::Eq(Norm::from_text(&long.to_uppercase()));
+        assert!(cond.holds(text(long).as_ref()));
+        assert!(!cond.holds(text(&long[..30]).as_ref()));
     }
 
     #[test]

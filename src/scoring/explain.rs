@@ -98,7 +98,7 @@ pub fn explain(
             .profile
             .entries()
             .iter()
-            .filter_map(|e| Some((e.name.clone(), json_value(&e.value.as_ref()?.raw))))
+            .filter_map(|e| Some((e.name.to_string(), json_value(&e.value.as_ref()?.raw))))
             .collect(),
         models: models
             .iter()

@@ -1,5 +1,6 @@
 //! The contact's profile: form fields, latest `occurred_at` wins per field.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::event::FieldValue;
@@ -10,7 +11,8 @@ use crate::time::EventTime;
 /// time so that an older, later-processed event cannot bring it back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileEntry {
-    pub name: String,
+    /// Inline up to 24 bytes, as field names are.
+    pub name: CompactString,
     pub value: Option<ProfileValue>,
     pub updated_at: EventTime,
 }
@@ -80,7 +82,7 @@ impl Profile {
                     self.entries.insert(
                         i,
                         ProfileEntry {
-                            name: name.clone(),
+                            name: CompactString::new(name),
                             value,
                             updated_at: t,
                         },
