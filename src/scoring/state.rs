@@ -276,6 +276,11 @@ impl ModelState {
     fn add_pending(&mut self, c: Contribution) {
         let key = |c: &Contribution| c.expires.unwrap_or(EventTime::MAX);
         let at = self.pending.partition_point(|p| key(p) <= key(&c));
+        if self.pending.capacity() == 0 {
+            // Most contacts hold one or two: room for exactly one at first,
+            // doubling from there.
+            self.pending.reserve_exact(1);
+        }
         self.pending.insert(at, c);
     }
 }
