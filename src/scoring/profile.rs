@@ -57,6 +57,11 @@ impl Profile {
     /// value changed (which is when fit must be recomputed).
     pub fn apply(&mut self, fields: &[(String, FieldValue)], t: EventTime) -> bool {
         let mut changed = false;
+        if self.entries.capacity() == 0 {
+            // A contact's forms mostly carry the same fields: room for the
+            // first form's, not the next power of two.
+            self.entries.reserve_exact(fields.len());
+        }
         for (name, raw) in fields {
             match self.entries.binary_search_by(|e| e.name.as_str().cmp(name)) {
                 Ok(i) => {
