@@ -8,6 +8,7 @@
 
 use compact_str::CompactString;
 use foldhash::HashMap;
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
@@ -22,9 +23,9 @@ pub struct CapLedger {
     /// Times of a cap that is not `per_item`, sorted ascending.
     times: ItemTimes,
     /// Times per item of a `per_item` cap, each sorted ascending. Short
-    /// items and a couple of times live in the table itself: one allocation
+    /// items and a couple of times live in the list itself: one allocation
     /// for the ledger's items rather than three per item.
-    items: HashMap<CompactString, ItemTimes>,
+    items: Items,
     /// Clock at the last sweep of stale items.
     swept_at: Option<EventTime>,
 }
@@ -42,11 +43,7 @@ impl CapLedger {
         if !cap.per_item {
             return admit(&mut self.times, cap, t, clock, grace_ms);
         }
-        let times = match self.items.get_mut(item) {
-            Some(times) => times,
-            None => self.items.entry(item.into()).or_default(),
-        };
-        if !admit(times, cap, t, clock, grace_ms) {
+        if !admit(self.items.get_or_insert(item), cap, t, clock, grace_ms) {
             return false;
         }
         if let Some(w) = cap.window_ms {
@@ -68,7 +65,7 @@ impl CapLedger {
             return;
         }
         self.items
-            .retain(|_, times| times.last().is_some_and(|last| *last > horizon));
+            .retain(|times| times.last().is_some_and(|last| *last > horizon));
         self.swept_at = Some(clock);
     }
 
@@ -80,7 +77,7 @@ impl CapLedger {
     /// Scored times currently remembered for an item (for inspection and tests).
     pub fn times(&self, item: &str) -> &[EventTime] {
         match self.items.get(item) {
-            Some(times) => times,
+            Some(times) => times.as_slice(),
             None if item.is_empty() => &self.times,
             None => &[],
         }
@@ -88,11 +85,116 @@ impl CapLedger {
 
     /// Each item of a `per_item` cap with its remembered scored times.
     pub fn items(&self) -> impl Iterator<Item = (&str, &[EventTime])> {
-        self.items.iter().map(|(k, v)| (&**k, v.as_slice()))
+        self.items.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
     }
 
     pub fn item_count(&self) -> usize {
         self.items.len()
+    }
+}
+
+/// Items a per-item ledger lists before it switches to a table.
+const LIST_MAX: usize = 8;
+
+/// The times of each item of a `per_item` cap: a list searched in order while
+/// short (most contacts open a handful of emails in a window, and a table's
+/// smallest allocation holds four entries and a control block), a table past
+/// [`LIST_MAX`] items. Stored as a map of item to times either way.
+#[derive(Debug, Clone)]
+enum Items {
+    List(Vec<(CompactString, ItemTimes)>),
+    Table(HashMap<CompactString, ItemTimes>),
+}
+
+impl Default for Items {
+    fn default() -> Self {
+        Items::List(Vec::new())
+    }
+}
+
+impl Items {
+    fn get(&self, item: &str) -> Option<&ItemTimes> {
+        match self {
+            Items::List(list) => list.iter().find(|(k, _)| k == item).map(|(_, v)| v),
+            Items::Table(table) => table.get(item),
+        }
+    }
+
+    fn get_or_insert(&mut self, item: &str) -> &mut ItemTimes {
+        if let Items::List(list) = self {
+            if list.len() >= LIST_MAX && !list.iter().any(|(k, _)| k == item) {
+                *self = Items::Table(std::mem::take(list).into_iter().collect());
+            }
+        }
+        match self {
+            Items::List(list) => {
+                let at = match list.iter().position(|(k, _)| k == item) {
+                    Some(at) => at,
+                    None => {
+                        if list.capacity() == 0 {
+                            list.reserve_exact(1);
+                        }
+                        list.push((item.into(), ItemTimes::new()));
+                        list.len() - 1
+                    }
+                };
+                &mut list[at].1
+            }
+            Items::Table(table) => table.entry(item.into()).or_default(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Items::List(list) => list.len(),
+            Items::Table(table) => table.len(),
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&ItemTimes) -> bool) {
+        match self {
+            Items::List(list) => list.retain(|(_, v)| keep(v)),
+            Items::Table(table) => table.retain(|_, v| keep(v)),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&CompactString, &ItemTimes)> {
+        let (list, table) = match self {
+            Items::List(list) => (Some(list.iter().map(|(k, v)| (k, v))), None),
+            Items::Table(table) => (None, Some(table.iter())),
+        };
+        list.into_iter()
+            .flatten()
+            .chain(table.into_iter().flatten())
+    }
+}
+
+/// The same items with the same times, in whatever order.
+impl PartialEq for Items {
+    fn eq(&self, other: &Items) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl Serialize for Items {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // The length up front: postcard needs it.
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Items {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Items, D::Error> {
+        let table = HashMap::<CompactString, ItemTimes>::deserialize(d)?;
+        Ok(if table.len() <= LIST_MAX {
+            Items::List(table.into_iter().collect())
+        } else {
+            Items::Table(table)
+        })
     }
 }
 
@@ -226,6 +328,16 @@ mod tests {
         let read: CapLedger = postcard::from_bytes(&postcard::to_stdvec(&stored).unwrap()).unwrap();
         assert_eq!(read, l);
         assert_eq!(read.times("em-2"), &[t(1), t(3)]);
+        // Past eight items the ledger keeps a table; stored the same way.
+        for i in 0..20 {
+            assert!(l.admit(&cap, &format!("more-{i}"), t(3), t(3), 0));
+        }
+        assert!(matches!(l.items, Items::Table(_)));
+        let stored: StoredLedger = postcard::from_bytes(&postcard::to_stdvec(&l).unwrap()).unwrap();
+        assert_eq!(stored.items.len(), 23);
+        assert_eq!(stored.items["em-2"], vec![t(1), t(3)]);
+        let read: CapLedger = postcard::from_bytes(&postcard::to_stdvec(&stored).unwrap()).unwrap();
+        assert_eq!(read, l);
         assert!(
             !l.clone().admit(&cap, "em-2", t(3), t(3), 0),
             "em-2 is full"
@@ -242,7 +354,8 @@ mod tests {
             max_times in 1u32..4,
             window_days in proptest::option::of(1i64..4),
             per_item in proptest::bool::ANY,
-            steps in proptest::collection::vec((0u8..4, 0i64..DAY, 0i64..2 * DAY), 1..300),
+            // Up to 12 items: past the list's 8, so that lists become tables.
+            steps in proptest::collection::vec((0u8..12, 0i64..DAY / 4, 0i64..2 * DAY), 1..300),
         ) {
             let cap = Cap { max_times, window_ms: window_days.map(|d| d * DAY), per_item };
             let grace = 2 * DAY;
