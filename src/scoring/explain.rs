@@ -235,3 +235,36 @@ fn next_change(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000;
+
+    fn t(days: f64) -> EventTime {
+        EventTime::from_millis((days * DAY as f64) as i64)
+    }
+
+    #[test]
+    fn a_per_item_cap_shows_its_busiest_item() {
+        let cap = Cap {
+            max_times: 2,
+            window_ms: Some(7 * DAY),
+            per_item: true,
+        };
+        let mut ledger = CapLedger::default();
+        for (item, day) in [("em-3", 0.0), ("em-1", 1.0), ("em-1", 2.0), ("em-2", 3.0)] {
+            assert!(ledger.admit(&cap, item, t(day), t(day), 0));
+        }
+        // Day 2.5: em-1's two matches (days 1 and 2) fill its cap.
+        let view = cap_view(&cap, Some(&ledger), t(2.5));
+        assert_eq!((view.used, view.items, view.full), (2, Some(3), true));
+        // Day 8: the window (1, 8] holds only em-1's day 2 and em-2's day 3.
+        let view = cap_view(&cap, Some(&ledger), t(8.0));
+        assert_eq!((view.used, view.items, view.full), (1, Some(3), false));
+        // No ledger yet: nothing used, no items.
+        let view = cap_view(&cap, None, t(8.0));
+        assert_eq!((view.used, view.items, view.full), (0, Some(0), false));
+    }
+}
