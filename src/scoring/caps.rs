@@ -8,6 +8,7 @@
 
 use compact_str::CompactString;
 use foldhash::HashMap;
+use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -158,14 +159,11 @@ impl Items {
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&CompactString, &ItemTimes)> {
-        let (list, table) = match self {
-            Items::List(list) => (Some(list.iter().map(|(k, v)| (k, v))), None),
-            Items::Table(table) => (None, Some(table.iter())),
-        };
-        list.into_iter()
-            .flatten()
-            .chain(table.into_iter().flatten())
+    fn iter(&self) -> Box<dyn Iterator<Item = (&CompactString, &ItemTimes)> + '_> {
+        match self {
+            Items::List(list) => Box::new(list.iter().map(|(k, v)| (k, v))),
+            Items::Table(table) => Box::new(table.iter()),
+        }
     }
 }
 
@@ -187,14 +185,29 @@ impl Serialize for Items {
     }
 }
 
+/// Read straight into a list (a table past [`LIST_MAX`] items): the service
+/// reads a contact's state for every batch it appears in.
 impl<'de> Deserialize<'de> for Items {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Items, D::Error> {
-        let table = HashMap::<CompactString, ItemTimes>::deserialize(d)?;
-        Ok(if table.len() <= LIST_MAX {
-            Items::List(table.into_iter().collect())
-        } else {
-            Items::Table(table)
-        })
+        struct ItemsVisitor;
+
+        impl<'de> Visitor<'de> for ItemsVisitor {
+            type Value = Items;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of item to scored times")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Items, A::Error> {
+                let mut items = Items::default();
+                while let Some((item, times)) = map.next_entry::<CompactString, ItemTimes>()? {
+                    *items.get_or_insert(&item) = times;
+                }
+                Ok(items)
+            }
+        }
+
+        d.deserialize_map(ItemsVisitor)
     }
 }
 
