@@ -272,7 +272,7 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
                 match self.next_expiration() {
                     Some((level, slot, deadline)) if deadline <= now => {
                         self.elapsed = deadline;
-                        self.expire_slot(level, slot, out);
+                        self.expire_slot(level, slot, now, out);
                     }
                     _ => break,
                 }
@@ -404,12 +404,22 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
         None
     }
 
-    fn expire_slot(&mut self, level: usize, slot: usize, out: &mut Vec<(EventTime, K)>) {
+    /// Empties a slot whose time has come during a poll up to `until`: its
+    /// timers due by `until` fire at once (the poll sorts what it returns),
+    /// rather than moving down a level at a time until their own slot comes;
+    /// the others move to the level where they now belong.
+    fn expire_slot(
+        &mut self,
+        level: usize,
+        slot: usize,
+        until: u64,
+        out: &mut Vec<(EventTime, K)>,
+    ) {
         let mut idx = std::mem::replace(&mut self.heads[level][slot], NIL);
         self.occupied[level] &= !(1 << slot);
         while idx != NIL {
             let next = self.entries[idx as usize].next;
-            if self.entries[idx as usize].tick <= self.elapsed {
+            if self.entries[idx as usize].tick <= until {
                 self.fire(idx, out);
             } else {
                 self.place(idx);
