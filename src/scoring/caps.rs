@@ -122,23 +122,24 @@ impl Items {
     }
 
     fn get_or_insert(&mut self, item: &str) -> &mut ItemTimes {
+        let found = match self {
+            Items::List(list) => list.iter().position(|(k, _)| k == item),
+            Items::Table(_) => None,
+        };
         if let Items::List(list) = self {
-            if list.len() >= LIST_MAX && !list.iter().any(|(k, _)| k == item) {
+            if found.is_none() && list.len() >= LIST_MAX {
                 *self = Items::Table(std::mem::take(list).into_iter().collect());
             }
         }
         match self {
             Items::List(list) => {
-                let at = match list.iter().position(|(k, _)| k == item) {
-                    Some(at) => at,
-                    None => {
-                        if list.capacity() == 0 {
-                            list.reserve_exact(1);
-                        }
-                        list.push((item.into(), ItemTimes::new()));
-                        list.len() - 1
+                let at = found.unwrap_or_else(|| {
+                    if list.capacity() == 0 {
+                        list.reserve_exact(1);
                     }
-                };
+                    list.push((item.into(), ItemTimes::new()));
+                    list.len() - 1
+                });
                 &mut list[at].1
             }
             Items::Table(table) => table.entry(item.into()).or_default(),
@@ -159,11 +160,14 @@ impl Items {
         }
     }
 
-    fn iter(&self) -> Box<dyn Iterator<Item = (&CompactString, &ItemTimes)> + '_> {
-        match self {
-            Items::List(list) => Box::new(list.iter().map(|(k, v)| (k, v))),
-            Items::Table(table) => Box::new(table.iter()),
-        }
+    /// Without a boxed iterator: ledgers are serialized on every state write.
+    fn iter(&self) -> impl Iterator<Item = (&CompactString, &ItemTimes)> {
+        let (list, table) = match self {
+            Items::List(list) => (Some(list), None),
+            Items::Table(table) => (None, Some(table)),
+        };
+        let listed = list.into_iter().flatten().map(|(k, v)| (k, v));
+        listed.chain(table.into_iter().flatten())
     }
 }
 
