@@ -20,6 +20,7 @@
 //! - [`cli`] / [`app`]: the command line and the wiring of each command.
 
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod dedupe;

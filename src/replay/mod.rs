@@ -5,14 +5,13 @@
 //! order. Memory is constant in the file size (the file is streamed); it grows
 //! with contacts, not with events per contact.
 
+mod index;
 pub mod input;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use compact_str::CompactString;
-use foldhash::HashMap;
 use std::io::{self, BufRead, Write};
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ use serde::Serialize;
 
 pub use input::{parse_line, Record};
 
+use crate::cache::{prefetch, prefetch_bytes};
 use crate::dedupe::RecentIds;
 use crate::event::output::round2;
 use crate::event::{decode, DecodeError, Event, TopicMap};
@@ -27,6 +27,7 @@ use crate::scoring::caps::CapLedger;
 use crate::scoring::{ContactState, Effects, Engine, TierChange};
 use crate::time::EventTime;
 use crate::timer::{DenseIndex, TimerWheel};
+use index::ContactIndex;
 
 /// Counts reported at the end of a replay.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -70,35 +71,13 @@ struct Slot {
     seen: RecentIds,
 }
 
-/// Hashes a key that is already a uniform 64-bit digest: it is its own hash.
-#[derive(Default)]
-struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// Replays records through the engine, writing tier changes to `out`.
 pub struct Replayer<W: Write> {
     engine: Engine,
     topics: TopicMap,
     out: W,
-    /// Contact index by the digest of its id (no pointer chase on lookup);
-    /// ids whose digest collides with another's go to `collided`.
-    ids: std::collections::HashMap<u64, u32, BuildHasherDefault<DigestHasher>>,
-    collided: HashMap<Box<str>, u32>,
+    /// Contact numbers by the digest of the contact id.
+    ids: ContactIndex,
     contacts: Vec<Slot>,
     /// Keys are dense (contact number, model): a flat index, no hashing.
     wheel: TimerWheel<TimerKey, DenseIndex>,
@@ -109,6 +88,7 @@ pub struct Replayer<W: Write> {
     /// Tier changes of the batch (contact, change), written at its end.
     changes: Vec<(u32, TierChange)>,
     batch_idx: Vec<u32>,
+    batch_digests: Vec<u64>,
     due: BinaryHeap<Reverse<(EventTime, TimerKey)>>,
     pub stats: ReplayStats,
 }
@@ -120,8 +100,7 @@ impl<W: Write> Replayer<W> {
             engine,
             topics,
             out,
-            ids: Default::default(),
-            collided: HashMap::default(),
+            ids: ContactIndex::default(),
             contacts: Vec::new(),
             wheel: TimerWheel::with_index(EventTime::MIN, DenseIndex::new(models)),
             dedupe_window_ms,
@@ -130,6 +109,7 @@ impl<W: Write> Replayer<W> {
             polled: Vec::new(),
             changes: Vec::new(),
             batch_idx: Vec::new(),
+            batch_digests: Vec::new(),
             due: BinaryHeap::new(),
             stats: ReplayStats::default(),
         }
@@ -155,12 +135,20 @@ impl<W: Write> Replayer<W> {
         rejects: &mut impl Write,
     ) -> io::Result<()> {
         // Candidates by digest only: the ids are compared (`confirm`) once
-        // the slots are in cache, just before each event is applied.
-        self.batch_idx.clear();
+        // the slots are in cache, just before each event is applied. The
+        // index buckets are prefetched first, so their misses overlap.
+        self.batch_digests.clear();
         for (_, item) in batch.iter() {
-            let idx = item
-                .as_ref()
-                .map_or(u32::MAX, |e| self.candidate(&e.contact.0));
+            let d = item.as_ref().map_or(0, |e| index::digest(&e.contact.0));
+            self.ids.prefetch(d);
+            self.batch_digests.push(d);
+        }
+        self.batch_idx.clear();
+        for (k, (_, item)) in batch.iter().enumerate() {
+            let idx = match item {
+                Ok(e) => self.candidate(self.batch_digests[k], &e.contact.0),
+                Err(_) => u32::MAX,
+            };
             self.batch_idx.push(idx);
         }
         // Software pipeline: while event i is applied, the slot of event
@@ -178,7 +166,8 @@ impl<W: Write> Replayer<W> {
             self.stats.lines += 1;
             match item {
                 Ok(event) => {
-                    let idx = self.confirm(self.batch_idx[i], &event.contact.0);
+                    let (candidate, d) = (self.batch_idx[i], self.batch_digests[i]);
+                    let idx = self.confirm(candidate, d, &event.contact.0);
                     self.apply(idx, &event)?
                 }
                 Err(e) => {
@@ -203,9 +192,19 @@ impl<W: Write> Replayer<W> {
         let Some(slot) = self.batch_slot(i) else {
             return;
         };
+        let idx = self.batch_idx[i];
         match stage {
-            0 => prefetch_bytes((slot as *const Slot).cast(), std::mem::size_of::<Slot>()),
-            1 => prefetch_heap(slot),
+            0 => {
+                prefetch_bytes((slot as *const Slot).cast(), std::mem::size_of::<Slot>());
+                // The models' timer index entries are side by side.
+                self.wheel.prefetch_key(&(idx, 0));
+            }
+            1 => {
+                prefetch_heap(slot);
+                for m in 0..slot.state.models.len() {
+                    self.wheel.prefetch_entry(&(idx, m as u16));
+                }
+            }
             2 => prefetch_deep(slot),
             _ => prefetch_cap_times(slot),
         }
@@ -244,39 +243,40 @@ impl<W: Write> Replayer<W> {
         Ok(())
     }
 
-    /// The index of the contact whose id has `name`'s digest, created if no
-    /// contact has it. The caller must [`Self::confirm`] it: another id may
-    /// share the digest.
-    fn candidate(&mut self, name: &str) -> u32 {
-        let d = xxhash_rust::xxh3::xxh3_64(name.as_bytes());
-        if let Some(&i) = self.ids.get(&d) {
-            return i;
+    /// The index of a contact whose id may be `name` (digest `d`), created
+    /// if no contact's digest can be `d`. The caller must [`Self::confirm`]
+    /// it: another id may share (part of) the digest.
+    fn candidate(&mut self, d: u64, name: &str) -> u32 {
+        match self.ids.first(d) {
+            Some(i) => i,
+            None => self.new_slot(d, name),
         }
-        let next = self.new_slot(name);
-        self.ids.insert(d, next);
-        next
     }
 
-    /// The index of contact `name`, given its [`Self::candidate`].
-    fn confirm(&mut self, candidate: u32, name: &str) -> u32 {
+    /// The index of contact `name` (digest `d`), given its [`Self::candidate`].
+    fn confirm(&mut self, candidate: u32, d: u64, name: &str) -> u32 {
         if self.contacts[candidate as usize].name == name {
             return candidate;
         }
-        if let Some(&i) = self.collided.get(name) {
-            return i;
+        let found = self
+            .ids
+            .matching(d)
+            .find(|&i| self.contacts[i as usize].name == name);
+        match found {
+            Some(i) => i,
+            None => self.new_slot(d, name),
         }
-        let next = self.new_slot(name);
-        self.collided.insert(name.into(), next);
-        next
     }
 
-    fn new_slot(&mut self, name: &str) -> u32 {
+    fn new_slot(&mut self, d: u64, name: &str) -> u32 {
         self.contacts.push(Slot {
             name: CompactString::new(name),
             state: self.engine.new_contact(),
             seen: RecentIds::default(),
         });
-        (self.contacts.len() - 1) as u32
+        let n = self.ids.push(d);
+        debug_assert_eq!(n as usize + 1, self.contacts.len());
+        n
     }
 
     /// Moves the clock to `to`, firing every timer due at or before it in
@@ -414,19 +414,6 @@ const STEP: usize = 3;
 /// and the cap ledgers' times (see [`Replayer::prefetch_stage`]).
 const STAGES: usize = 4;
 
-/// Prefetch hint for data about to be used; a no-op where unsupported.
-#[inline]
-fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint to the cache; it never faults,
-    // whatever the address, and reads nothing into the program.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 /// Prefetches what a slot points to.
 fn prefetch_heap(slot: &Slot) {
     if let Some(ids) = slot.seen.heap() {
@@ -463,16 +450,6 @@ fn prefetch_cap_times(slot: &Slot) {
         for ledger in ms.rules.iter().filter_map(|a| a.cap.as_deref()) {
             prefetch(ledger.times_ptr());
         }
-    }
-}
-
-/// Prefetches the cache lines of `len` bytes from `p`.
-#[inline]
-fn prefetch_bytes(p: *const u8, len: usize) {
-    let first = p as usize & !63;
-    let end = p as usize + len;
-    for line in (first..end).step_by(64) {
-        prefetch(line as *const u8);
     }
 }
 
@@ -558,20 +535,23 @@ mod tests {
     #[test]
     fn contacts_whose_digests_collide_stay_apart() {
         let mut r = replayer();
-        let a = r.candidate("alice");
-        assert_eq!(r.confirm(a, "alice"), a);
-        // Make "bob" collide with "alice": its digest now leads to alice's slot.
-        let bob = xxhash_rust::xxh3::xxh3_64(b"bob");
-        r.ids.insert(bob, a);
-        let candidate = r.candidate("bob");
+        let lookup = |r: &mut Replayer<Vec<u8>>, name: &str, d: u64| {
+            let candidate = r.candidate(d, name);
+            (candidate, r.confirm(candidate, d, name))
+        };
+        // "alice" and "bob" given the same digest, as if their ids collided.
+        let d = index::digest("alice");
+        let (_, a) = lookup(&mut r, "alice", d);
+        let (candidate, b) = lookup(&mut r, "bob", d);
         assert_eq!(candidate, a, "the digest alone finds alice");
-        let b = r.confirm(candidate, "bob");
         assert_ne!(b, a);
         assert_eq!(&*r.contacts[b as usize].name, "bob");
-        let again = r.candidate("bob");
-        assert_eq!(r.confirm(again, "bob"), b, "found again");
-        let again = r.candidate("alice");
-        assert_eq!(r.confirm(again, "alice"), a);
-        assert_eq!(r.contacts(), 2);
+        assert_eq!(lookup(&mut r, "bob", d).1, b, "found again");
+        assert_eq!(lookup(&mut r, "alice", d).1, a);
+        // A third id sharing only the digest's upper half (its tag).
+        let (_, c) = lookup(&mut r, "carol", d ^ 1);
+        assert_eq!(lookup(&mut r, "carol", d ^ 1).1, c);
+        assert_eq!(lookup(&mut r, "bob", d).1, b);
+        assert_eq!(r.contacts(), 3);
     }
 }

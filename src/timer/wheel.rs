@@ -47,6 +47,9 @@ pub trait KeyIndex<K> {
     fn len(&self) -> usize;
     fn keys(&self) -> Vec<K>;
 
+    /// Hints the cache to fetch where `key`'s entry number is kept.
+    fn prefetch(&self, _key: &K) {}
+
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -133,6 +136,12 @@ impl KeyIndex<(u32, u16)> for DenseIndex {
         self.len
     }
 
+    fn prefetch(&self, key: &(u32, u16)) {
+        if let Some(e) = self.entries.get(self.at(key)) {
+            crate::cache::prefetch(e as *const u32);
+        }
+    }
+
     fn keys(&self) -> Vec<(u32, u16)> {
         let per_n = self.per_n;
         self.entries
@@ -206,6 +215,20 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
     /// The wheel's clock: every timer due at or before it has been polled.
     pub fn now(&self) -> EventTime {
         time(self.elapsed)
+    }
+
+    /// Hints the cache to fetch where the index keeps `key`'s entry: a
+    /// first step before [`Self::prefetch_entry`].
+    pub fn prefetch_key(&self, key: &K) {
+        self.index.prefetch(key);
+    }
+
+    /// Hints the cache to fetch the timer entry of `key`, if it has one
+    /// (what `insert` and `cancel` read first).
+    pub fn prefetch_entry(&self, key: &K) {
+        if let Some(i) = self.index.get(key) {
+            crate::cache::prefetch(&self.entries[i as usize] as *const Entry<K>);
+        }
     }
 
     /// When the timer of `key` is due, if it has one.
