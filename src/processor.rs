@@ -401,7 +401,7 @@ impl<'p, S: StateStore> Step<'p, S> {
             Ok(event) => event,
             Err(e) => return self.dead_letter(&rec, &e),
         };
-        let contact = event.contact.0.clone();
+        let contact = event.contact.0.to_string();
         let d = digest(&event.id.0);
         let fresh = self.seen.insert((partition, contact.clone(), d));
         let remembered = self.p.store.seen(partition, &contact, d)?;

@@ -1,5 +1,6 @@
 //! Bytes → validated [`Event`], or the reason it must be dead-lettered.
 
+use compact_str::CompactString;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -72,7 +73,7 @@ pub fn decode(kind: EventKind, key: Option<&[u8]>, payload: &[u8]) -> Result<Eve
     match other_key {
         Some(key) => Err(DecodeError::KeyMismatch {
             key: String::from_utf8_lossy(key).into_owned(),
-            contact_id: event.contact.0,
+            contact_id: event.contact.0.into(),
         }),
         None => Ok(event),
     }
@@ -133,11 +134,23 @@ fn string_field(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, 
     }
 }
 
-fn required(value: Option<String>, field: &str) -> Result<String, DecodeError> {
-    value.ok_or_else(|| DecodeError::schema(field, "is required"))
+/// The field's text, inline when short: the decoded `String` is freed here
+/// rather than when the event is, which keeps allocation local to one line.
+fn required(value: Option<String>, field: &str) -> Result<CompactString, DecodeError> {
+    value
+        .map(CompactString::from)
+        .ok_or_else(|| DecodeError::schema(field, "is required"))
 }
 
-fn bounded(value: Option<String>, field: &str, max_chars: usize) -> Result<String, DecodeError> {
+fn optional(value: Option<String>) -> Option<CompactString> {
+    value.map(CompactString::from)
+}
+
+fn bounded(
+    value: Option<String>,
+    field: &str,
+    max_chars: usize,
+) -> Result<CompactString, DecodeError> {
     let value = required(value, field)?;
     // Up to `max_chars` bytes cannot be more characters: count only past that.
     let too_long = value.len() > max_chars && value.chars().count() > max_chars;
@@ -164,13 +177,13 @@ fn validate(kind: EventKind, w: &mut EventWire) -> Result<Event, DecodeError> {
     let body = match kind {
         EventKind::PageVisit => EventBody::PageVisit {
             url: required(w.url.take(), "url")?,
-            referrer: w.referrer.take(),
-            title: w.title.take(),
+            referrer: optional(w.referrer.take()),
+            title: optional(w.title.take()),
         },
         EventKind::Email => EventBody::Email {
             email_id: required(w.email_id.take(), "email_id")?,
             action: email_action(w.action.as_deref())?,
-            link_url: w.link_url.take(),
+            link_url: optional(w.link_url.take()),
         },
         EventKind::Form => EventBody::Form {
             form_id: required(w.form_id.take(), "form_id")?,
@@ -184,7 +197,7 @@ fn validate(kind: EventKind, w: &mut EventWire) -> Result<Event, DecodeError> {
                 }
                 other => other,
             },
-            currency: w.currency.take(),
+            currency: optional(w.currency.take()),
         },
     };
     Ok(Event {
@@ -209,7 +222,7 @@ fn email_action(action: Option<&str>) -> Result<EmailAction, DecodeError> {
 
 fn form_fields(
     fields: Option<Map<String, Value>>,
-) -> Result<Vec<(String, FieldValue)>, DecodeError> {
+) -> Result<Vec<(CompactString, FieldValue)>, DecodeError> {
     let Some(map) = fields else {
         return Ok(Vec::new());
     };
@@ -227,7 +240,7 @@ fn form_fields(
                 ))
             }
         };
-        out.push((name, value));
+        out.push((name.into(), value));
     }
     Ok(out)
 }

@@ -11,13 +11,15 @@ pub mod wire;
 
 use std::fmt;
 
+use compact_str::CompactString;
+
 pub use decode::{decode, DecodeError, MAX_PAYLOAD_BYTES};
 
 use crate::time::EventTime;
 
 /// A contact's identity: the Kafka key of every input and output topic.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ContactId(pub String);
+pub struct ContactId(pub CompactString);
 
 impl fmt::Display for ContactId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -27,7 +29,7 @@ impl fmt::Display for ContactId {
 
 /// The producer-chosen id of an input event; the dedupe key within a contact.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct EventId(pub String);
+pub struct EventId(pub CompactString);
 
 /// Which kind of event a topic carries.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -122,23 +124,23 @@ pub enum FieldValue {
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventBody {
     PageVisit {
-        url: String,
-        referrer: Option<String>,
-        title: Option<String>,
+        url: CompactString,
+        referrer: Option<CompactString>,
+        title: Option<CompactString>,
     },
     Email {
-        email_id: String,
+        email_id: CompactString,
         action: EmailAction,
-        link_url: Option<String>,
+        link_url: Option<CompactString>,
     },
     Form {
-        form_id: String,
-        fields: Vec<(String, FieldValue)>,
+        form_id: CompactString,
+        fields: Vec<(CompactString, FieldValue)>,
     },
     Purchase {
-        product_id: String,
+        product_id: CompactString,
         amount: Option<f64>,
-        currency: Option<String>,
+        currency: Option<CompactString>,
     },
 }
 

@@ -183,7 +183,7 @@ impl Engine {
                     at: now,
                     cause: Cause::Event {
                         topic: topic.to_string(),
-                        event_id: event.id.0.clone(),
+                        event_id: event.id.0.to_string(),
                     },
                 });
                 ms.tier = to;

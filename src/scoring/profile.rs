@@ -55,7 +55,7 @@ impl Profile {
 
     /// Applies a form's fields observed at `t`; returns whether any present
     /// value changed (which is when fit must be recomputed).
-    pub fn apply(&mut self, fields: &[(String, FieldValue)], t: EventTime) -> bool {
+    pub fn apply(&mut self, fields: &[(CompactString, FieldValue)], t: EventTime) -> bool {
         let mut changed = false;
         if self.entries.capacity() == 0 {
             // A contact's forms mostly carry the same fields: room for the
@@ -63,7 +63,7 @@ impl Profile {
             self.entries.reserve_exact(fields.len());
         }
         for (name, raw) in fields {
-            match self.entries.binary_search_by(|e| e.name.as_str().cmp(name)) {
+            match self.entries.binary_search_by(|e| e.name.cmp(name)) {
                 Ok(i) => {
                     let entry = &mut self.entries[i];
                     if t < entry.updated_at {
@@ -87,7 +87,7 @@ impl Profile {
                     self.entries.insert(
                         i,
                         ProfileEntry {
-                            name: CompactString::new(name),
+                            name: name.clone(),
                             value,
                             updated_at: t,
                         },

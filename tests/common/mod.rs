@@ -60,7 +60,7 @@ pub fn email(id: &str, email_id: &str, action: EmailAction, t: EventTime) -> Eve
 pub fn form(id: &str, form_id: &str, fields: &[(&str, FieldValue)], t: EventTime) -> Event {
     let fields = fields
         .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
+        .map(|(k, v)| ((*k).into(), v.clone()))
         .collect();
     event(
         id,
