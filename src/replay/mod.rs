@@ -87,6 +87,9 @@ pub struct Replayer<W: Write> {
     polled: Vec<(EventTime, TimerKey)>,
     /// Tier changes of the batch (contact, change), written at its end.
     changes: Vec<(u32, TierChange)>,
+    /// Decoded lines not applied yet, with their contacts' candidates and
+    /// digests once looked up (see [`Self::run`]).
+    window: Vec<(u64, Result<Event, DecodeError>)>,
     batch_idx: Vec<u32>,
     batch_digests: Vec<u64>,
     due: BinaryHeap<Reverse<(EventTime, TimerKey)>>,
@@ -108,6 +111,7 @@ impl<W: Write> Replayer<W> {
             fx: Effects::default(),
             polled: Vec::new(),
             changes: Vec::new(),
+            window: Vec::with_capacity(BATCH + AHEAD),
             batch_idx: Vec::new(),
             batch_digests: Vec::new(),
             due: BinaryHeap::new(),
@@ -125,26 +129,45 @@ impl<W: Write> Replayer<W> {
         decode(kind, rec.key.as_deref().map(str::as_bytes), &rec.payload)
     }
 
-    /// Applies a batch of decoded lines in order, reporting rejects. Contacts
-    /// are looked up for the whole batch first, and each contact's state is
-    /// prefetched a few events before it is needed, so that the cache misses
-    /// of different events overlap.
-    pub fn batch(
+    /// Queues a decoded line. Every [`BATCH`] lines, the queue is applied
+    /// in order up to its last [`AHEAD`] lines (see [`Self::run`]).
+    pub fn push(
         &mut self,
-        batch: &mut Vec<(u64, Result<Event, DecodeError>)>,
+        line_no: u64,
+        item: Result<Event, DecodeError>,
         rejects: &mut impl Write,
     ) -> io::Result<()> {
+        self.window.push((line_no, item));
+        if self.window.len() >= self.batch_idx.len() + BATCH {
+            self.run(rejects, false)?;
+        }
+        Ok(())
+    }
+
+    /// Applies every queued line and writes the tier changes.
+    pub fn drain(&mut self, rejects: &mut impl Write) -> io::Result<()> {
+        self.run(rejects, true)
+    }
+
+    /// Applies the queued lines in order, reporting rejects: all of them when
+    /// `last`, else all but the last [`AHEAD`], whose prefetching is under
+    /// way and goes on with the next lines. Contacts of the new lines are
+    /// looked up together first, and each contact's state is prefetched a
+    /// few events before it is needed, so that the cache misses of different
+    /// events overlap (with each other, and with decoding the next lines).
+    fn run(&mut self, rejects: &mut impl Write, last: bool) -> io::Result<()> {
+        // Lines held from the last run already have their candidates.
+        let held = self.batch_idx.len();
+        let mut window = std::mem::take(&mut self.window);
         // Candidates by digest only: the ids are compared (`confirm`) once
         // the slots are in cache, just before each event is applied. The
         // index buckets are prefetched first, so their misses overlap.
-        self.batch_digests.clear();
-        for (_, item) in batch.iter() {
+        for (_, item) in &window[held..] {
             let d = item.as_ref().map_or(0, |e| index::digest(&e.contact.0));
             self.ids.prefetch(d);
             self.batch_digests.push(d);
         }
-        self.batch_idx.clear();
-        for (k, (_, item)) in batch.iter().enumerate() {
+        for (k, (_, item)) in window.iter().enumerate().skip(held) {
             let idx = match item {
                 Ok(e) => self.candidate(self.batch_digests[k], &e.contact.0),
                 Err(_) => u32::MAX,
@@ -153,13 +176,21 @@ impl<W: Write> Replayer<W> {
         }
         // Software pipeline: while event i is applied, the slot of event
         // i + AHEAD is fetched, what that slot points to a few events later,
-        // and what those parts point to a few events after that.
-        for i in 0..AHEAD {
-            for stage in 0..=i / STEP {
-                self.prefetch_stage(stage, i - stage * STEP);
+        // and what those parts point to a few events after that. Held lines
+        // had their first stages issued in the last run.
+        if held == 0 {
+            for i in 0..AHEAD {
+                for stage in 0..=i / STEP {
+                    self.prefetch_stage(stage, i - stage * STEP);
+                }
             }
         }
-        for (i, (line_no, item)) in batch.drain(..).enumerate() {
+        let end = if last {
+            window.len()
+        } else {
+            window.len().saturating_sub(AHEAD)
+        };
+        for (i, (line_no, item)) in window.drain(..end).enumerate() {
             for stage in 0..STAGES {
                 self.prefetch_stage(stage, i + AHEAD - stage * STEP);
             }
@@ -176,6 +207,9 @@ impl<W: Write> Replayer<W> {
                 }
             }
         }
+        self.window = window;
+        self.batch_idx.drain(..end);
+        self.batch_digests.drain(..end);
         self.flush_changes()
     }
 
@@ -249,7 +283,7 @@ impl<W: Write> Replayer<W> {
     fn candidate(&mut self, d: u64, name: &str) -> u32 {
         match self.ids.first(d) {
             Some(i) => i,
-            None => self.new_slot(d, name),
+            None => self.new_slot(d, name.into()),
         }
     }
 
@@ -264,13 +298,13 @@ impl<W: Write> Replayer<W> {
             .find(|&i| self.contacts[i as usize].name == name);
         match found {
             Some(i) => i,
-            None => self.new_slot(d, name),
+            None => self.new_slot(d, name.into()),
         }
     }
 
-    fn new_slot(&mut self, d: u64, name: &str) -> u32 {
+    fn new_slot(&mut self, d: u64, name: CompactString) -> u32 {
         self.contacts.push(Slot {
-            name: CompactString::new(name),
+            name,
             state: self.engine.new_contact(),
             seen: RecentIds::default(),
         });
@@ -460,7 +494,6 @@ pub fn replay_lines<W: Write>(
     rejects: &mut impl Write,
     progress: &mut Progress,
 ) -> io::Result<()> {
-    let mut batch = Vec::with_capacity(BATCH);
     let mut line_no = 0u64;
     for line in input.split(b'\n') {
         let line = line?;
@@ -470,13 +503,12 @@ pub fn replay_lines<W: Write>(
             Ok(text) => replayer.decode(text.trim_end_matches('\r')),
             Err(e) => Err(DecodeError::InvalidJson(format!("line is not UTF-8: {e}"))),
         };
-        batch.push((line_no, decoded));
-        if batch.len() == BATCH {
-            replayer.batch(&mut batch, rejects)?;
+        replayer.push(line_no, decoded, rejects)?;
+        if line_no % BATCH as u64 == 0 {
             progress.tick(&replayer.stats);
         }
     }
-    replayer.batch(&mut batch, rejects)
+    replayer.drain(rejects)
 }
 
 fn write_reject(out: &mut impl Write, line: u64, e: &DecodeError) -> io::Result<()> {
@@ -530,6 +562,54 @@ mod tests {
         )
         .unwrap();
         Replayer::new(Engine::new(rules, 0), TopicMap::default(), 0, Vec::new())
+    }
+
+    /// Lines applied with the window held across runs give the same output,
+    /// rejects and counts as lines applied one at a time.
+    #[test]
+    fn holding_lines_between_runs_changes_nothing() {
+        let rules = RuleSet::parse(
+            "[[model]]\nname = \"m\"\ndecay = { half_life_days = 1 }\ntiers = [{ name = \"cold\" }, { name = \"warm\", min = 10 }]\n[[model.rule]]\nid = \"p\"\nwhen = \"page_visit\"\nurl = \"*\"\npoints = 6\n",
+        )
+        .unwrap();
+        let make = || {
+            Replayer::new(
+                Engine::new(rules.clone(), 0),
+                TopicMap::default(),
+                0,
+                Vec::new(),
+            )
+        };
+        let lines: Vec<String> = (0..300)
+            .map(|n| match n % 37 {
+                0 => "not json".to_string(),
+                _ => format!(
+                    r#"{{"topic": "page-visits", "key": "c-{c}", "value": {{"event_id": "e-{n}", "contact_id": "c-{c}", "occurred_at": "2026-01-{d:02}T10:00:00Z", "url": "https://x/"}}}}"#,
+                    c = n % 7,
+                    d = 1 + n / 12
+                ),
+            })
+            .collect();
+        let (mut held, mut single) = (make(), make());
+        let (mut held_rejects, mut single_rejects) = (Vec::new(), Vec::new());
+        for (i, line) in lines.iter().enumerate() {
+            let n = i as u64 + 1;
+            held.push(n, held.decode(line), &mut held_rejects).unwrap();
+            single
+                .push(n, single.decode(line), &mut single_rejects)
+                .unwrap();
+            single.drain(&mut single_rejects).unwrap();
+        }
+        held.drain(&mut held_rejects).unwrap();
+        assert!(
+            held.stats.changes > 10,
+            "the lines move contacts between tiers"
+        );
+        assert_eq!(held.stats, single.stats);
+        assert_eq!(held.stats.lines, 300);
+        assert_eq!(held.stats.rejected, 9);
+        assert_eq!(held_rejects, single_rejects);
+        assert_eq!(held.out, single.out);
     }
 
     #[test]
