@@ -131,67 +131,59 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// is on the decode path of every event); `None` for anything else, which
 /// then goes to chrono: lower-case separators, leap seconds, errors.
 fn parse_common(b: &[u8]) -> Option<EventTime> {
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let mut n = 0i64;
-        for &c in b.get(range)? {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            n = n * 10 + i64::from(c - b'0');
-        }
-        Some(n)
-    };
-    let sep = |at: usize, c: u8| (b.get(at) == Some(&c)).then_some(());
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    sep(4, b'-')?;
-    sep(7, b'-')?;
-    sep(10, b'T')?;
-    let (h, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    sep(13, b':')?;
-    sep(16, b':')?;
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&m) || d < 1 || d > month_days[(m - 1) as usize] {
+    let head: &[u8; 19] = b.get(..19)?.try_into().ok()?;
+    let seps = [head[4], head[7], head[10], head[13], head[16]];
+    // Digits by position; a non-digit gives a value above 9.
+    let d = |i: usize| i64::from(head[i].wrapping_sub(b'0'));
+    let digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+    if seps != *b"--T::" || digits.iter().any(|&i| d(i) > 9) {
         return None;
     }
-    if h > 23 || min > 59 || sec > 59 {
+    let y = d(0) * 1000 + d(1) * 100 + d(2) * 10 + d(3);
+    let (m, day) = (d(5) * 10 + d(6), d(8) * 10 + d(9));
+    let (h, min, sec) = (d(11) * 10 + d(12), d(14) * 10 + d(15), d(17) * 10 + d(18));
+    const MONTH_DAYS: [i64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&m) || day < 1 || h > 23 || min > 59 || sec > 59 {
         return None;
     }
-    let mut at = 19;
-    let mut ms = 0;
-    if b.get(at) == Some(&b'.') {
-        at += 1;
-        let digits = b[at..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
+    if day > MONTH_DAYS[(m - 1) as usize] {
+        let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+        if !(m == 2 && day == 29 && leap) {
             return None;
         }
-        for i in 0..3 {
-            ms = ms * 10
-                + if i < digits {
-                    i64::from(b[at + i] - b'0')
-                } else {
-                    0
-                };
-        }
-        at += digits;
     }
-    let offset_min = match &b[at..] {
+    let (ms, rest) = match &b[19..] {
+        b"Z" => (0, &b"Z"[..]),
+        // Milliseconds, as almost every producer writes them.
+        [b'.', f @ .., b'Z'] if f.len() == 3 && f.iter().all(u8::is_ascii_digit) => {
+            let f = |i: usize| i64::from(f[i] - b'0');
+            (f(0) * 100 + f(1) * 10 + f(2), &b"Z"[..])
+        }
+        [b'.', frac @ ..] => {
+            let digits = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+            if digits == 0 {
+                return None;
+            }
+            let mut ms = 0;
+            for i in 0..3 {
+                ms = ms * 10
+                    + frac
+                        .get(i)
+                        .filter(|_| i < digits)
+                        .map_or(0, |c| i64::from(c - b'0'));
+            }
+            (ms, &frac[digits..])
+        }
+        rest => (0, rest),
+    };
+    let offset_min = match rest {
         b"Z" => 0,
-        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let (oh, om) = (num(at + 1..at + 3)?, num(at + 4..at + 6)?);
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let two = |a: &u8, b: &u8| {
+                (a.is_ascii_digit() && b.is_ascii_digit())
+                    .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
+            };
+            let (oh, om) = (two(h1, h2)?, two(m1, m2)?);
             if oh > 23 || om > 59 {
                 return None;
             }
@@ -204,7 +196,7 @@ fn parse_common(b: &[u8]) -> Option<EventTime> {
         }
         _ => return None,
     };
-    let secs = days_from_civil(y, m, d) * 86_400 + h * 3600 + min * 60 + sec - offset_min * 60;
+    let secs = days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + sec - offset_min * 60;
     Some(EventTime(secs * 1000 + ms))
 }
 
@@ -267,6 +259,24 @@ mod tests {
                 assert_eq!(Some(ours), chrono(&s), "{s}");
             }
             assert_eq!(EventTime::parse_rfc3339(&s), chrono(&s), "{s}");
+        }
+        // One byte of a valid timestamp replaced by any ASCII character.
+        let valid = b"2024-02-29T23:59:59.999+05:30";
+        for _ in 0..50_000 {
+            let mut s = valid.to_vec();
+            s.truncate(rng.usize(19..=s.len()));
+            if rng.bool() {
+                s.extend_from_slice(b"Z");
+            }
+            let at = rng.usize(0..s.len());
+            s[at] = rng.u8(0..128);
+            let s = String::from_utf8(s).unwrap();
+            if let Some(ours) = parse_common(s.as_bytes()) {
+                assert_eq!(Some(ours), chrono(&s), "{s}");
+            }
+            // chrono also takes a space for the `T`; RFC 3339 proper does not.
+            let expected = chrono(&s).filter(|_| matches!(s.as_bytes()[10], b'T' | b't'));
+            assert_eq!(EventTime::parse_rfc3339(&s), expected, "{s}");
         }
         for bad in [
             "2026-03-03T10:00:00.Z",
