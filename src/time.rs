@@ -153,24 +153,16 @@ fn parse_common(b: &[u8]) -> Option<EventTime> {
         }
     }
     let (ms, rest) = match &b[19..] {
-        b"Z" => (0, &b"Z"[..]),
-        // Milliseconds, as almost every producer writes them.
-        [b'.', f @ .., b'Z'] if f.len() == 3 && f.iter().all(u8::is_ascii_digit) => {
-            let f = |i: usize| i64::from(f[i] - b'0');
-            (f(0) * 100 + f(1) * 10 + f(2), &b"Z"[..])
-        }
         [b'.', frac @ ..] => {
-            let digits = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+            // Milliseconds: the first three digits, the rest truncated.
+            let (mut ms, mut scale, mut digits) = (0, 100, 0);
+            for &c in frac.iter().take_while(|c| c.is_ascii_digit()) {
+                ms += i64::from(c - b'0') * scale;
+                scale /= 10;
+                digits += 1;
+            }
             if digits == 0 {
                 return None;
-            }
-            let mut ms = 0;
-            for i in 0..3 {
-                ms = ms * 10
-                    + frac
-                        .get(i)
-                        .filter(|_| i < digits)
-                        .map_or(0, |c| i64::from(c - b'0'));
             }
             (ms, &frac[digits..])
         }

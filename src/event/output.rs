@@ -58,11 +58,11 @@ pub fn tier_change_id(
     cause: &Cause,
 ) -> [u8; 32] {
     let at = at_ms.to_le_bytes();
-    let (c0, c1, c2): (&[u8], &[u8], &[u8]) = match cause {
-        Cause::Event { topic, event_id } => (b"event", topic.as_bytes(), event_id.as_bytes()),
-        Cause::Decay => (b"decay", b"", b""),
-        Cause::Expiry { rule } => (b"expiry", rule.as_bytes(), b""),
-        Cause::Inactivity => (b"inactivity", b"", b""),
+    let (cause_parts, n): ([&[u8]; 3], usize) = match cause {
+        Cause::Event { topic, event_id } => ([b"event", topic.as_bytes(), event_id.as_bytes()], 3),
+        Cause::Decay => ([b"decay", b"", b""], 1),
+        Cause::Expiry { rule } => ([b"expiry", rule.as_bytes(), b""], 2),
+        Cause::Inactivity => ([b"inactivity", b"", b""], 1),
     };
     let parts = [
         contact.as_bytes(),
@@ -70,37 +70,26 @@ pub fn tier_change_id(
         &at,
         from.as_bytes(),
         to.as_bytes(),
-        c0,
-        c1,
-        c2,
     ];
-    // Event causes have three parts, expiry two, the others one.
-    let parts = &parts[..match cause {
-        Cause::Event { .. } => 8,
-        Cause::Expiry { .. } => 7,
-        _ => 6,
-    }];
-    // Each part is preceded by its length. Short inputs (nearly all) are
-    // hashed in one call from a stack buffer: the same digest as streaming
-    // them, at a fraction of the cost.
-    let mut buf = [0u8; 320];
-    let total: usize = parts.iter().map(|p| 8 + p.len()).sum();
-    let digest = if total <= buf.len() {
-        let mut at = 0;
-        for p in parts {
-            buf[at..at + 8].copy_from_slice(&(p.len() as u64).to_le_bytes());
-            buf[at + 8..at + 8 + p.len()].copy_from_slice(p);
-            at += 8 + p.len();
-        }
-        xxhash_rust::xxh3::xxh3_128(&buf[..total])
+    let parts = parts.iter().chain(&cause_parts[..n]);
+    // The parts, each preceded by its length, hashed in one call (the same
+    // digest as streaming them, at a fraction of the cost): from the stack,
+    // or from the heap for the rare ids too long for it.
+    let total: usize = parts.clone().map(|p| 8 + p.len()).sum();
+    let (mut stack, mut heap) = ([0u8; 320], Vec::new());
+    let buf = if total <= stack.len() {
+        &mut stack[..total]
     } else {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for p in parts {
-            h.update(&(p.len() as u64).to_le_bytes());
-            h.update(p);
-        }
-        h.digest128()
+        heap.resize(total, 0);
+        &mut heap[..]
     };
+    let mut pos = 0;
+    for p in parts {
+        buf[pos..pos + 8].copy_from_slice(&(p.len() as u64).to_le_bytes());
+        buf[pos + 8..pos + 8 + p.len()].copy_from_slice(p);
+        pos += 8 + p.len();
+    }
+    let digest = xxhash_rust::xxh3::xxh3_128(buf);
     let mut hex = [0u8; 32];
     for (i, c) in hex.iter_mut().enumerate() {
         let nibble = (digest >> (124 - 4 * i)) & 0xf;

@@ -87,8 +87,9 @@ pub struct Replayer<W: Write> {
     polled: Vec<(EventTime, TimerKey)>,
     /// Tier changes of the batch (contact, change), written at its end.
     changes: Vec<(u32, TierChange)>,
-    /// Decoded lines not applied yet, with their contacts' candidates and
-    /// digests once looked up (see [`Self::run`]).
+    /// Decoded lines not applied yet (see [`Self::run`]); the first
+    /// `batch_idx.len()` of them have been looked up: their contacts'
+    /// candidates in `batch_idx`, digests in `batch_digests`.
     window: Vec<(u64, Result<Event, DecodeError>)>,
     batch_idx: Vec<u32>,
     batch_digests: Vec<u64>,
