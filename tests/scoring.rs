@@ -318,6 +318,49 @@ fn models_are_scored_side_by_side() {
     );
 }
 
+/// Two models; the second has only an add-ons rule and decays, so a visit
+/// elsewhere cannot change it.
+fn two_models() -> String {
+    format!(
+        "{}\n[[model]]\nname = \"other\"\ndecay = {{ percent_per_day = 10 }}\ntiers = [{{ name = \"no\" }}, {{ name = \"yes\", min = 5 }}]\n{}",
+        model("", &rule("p", "when = \"page_visit\"\npoints = 1")),
+        rule("q", "when = \"page_visit\"\nurl = \"*/add-ons*\"\npoints = 8")
+    )
+}
+
+#[test]
+fn a_model_the_event_cannot_change_is_left_as_it_was() {
+    let mut c = Contact::new(&two_models());
+    c.apply(&visit("e1", "https://x/add-ons/sso", at(0.0)));
+    let other = c.state.models[1].clone();
+    assert_eq!(c.tier(1), "yes");
+    let changes = c.apply(&visit("e2", "https://x/pricing", at(1.0)));
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(c.state.models[1], other, "not even rebased");
+    assert!(
+        close(c.score(1, at(1.0)).score, 8.0 * 0.9),
+        "its score still decays: {:?}",
+        c.score(1, at(1.0))
+    );
+}
+
+#[test]
+fn an_event_after_a_due_change_whose_timer_has_not_fired_applies_it() {
+    // `other` falls below 5 at ln(5/8)/ln(0.9) ≈ 4.46 days; the event at day
+    // 6 comes before that timer has fired, so the event moves it, as it
+    // would move a model the event does change.
+    let mut c = Contact::new(&two_models());
+    c.apply(&visit("e1", "https://x/add-ons/sso", at(0.0)));
+    let due = c.state.models[1].next.clone().expect("a decay change");
+    assert!(due.at < at(6.0));
+    let changes = c.apply(&visit("e2", "https://x/pricing", at(6.0)));
+    let moved: Vec<_> = changes.iter().filter(|ch| ch.model == 1).collect();
+    assert_eq!(moved.len(), 1, "{changes:?}");
+    assert_eq!((moved[0].from, moved[0].to, moved[0].at), (1, 0, at(6.0)));
+    assert!(matches!(moved[0].cause, Cause::Event { .. }));
+    assert_eq!(c.tier(1), "no");
+}
+
 #[test]
 fn a_million_events_keep_state_small() {
     let rules = model(

@@ -122,15 +122,55 @@ impl Engine {
         fx: &mut Effects,
     ) {
         let t = event.occurred_at;
+        let kind = event.body.kind().index();
+        let urls = match &event.body {
+            EventBody::PageVisit { url, .. } => self.urls.matching(url),
+            _ => None,
+        };
+        // Models the event cannot change are left as they are: no rule of
+        // theirs matches, their fit cannot move (not a form, or no fit
+        // rules), neither can their penalty (none, or the event is not the
+        // contact's latest), and no predicted change of theirs is due (its
+        // timer not fired yet). Their tier is then the one their score gives,
+        // so they need no rebasing and no scoring. A contact's first event
+        // is always scored: its tier is not settled yet.
+        let is_form = matches!(event.body, EventBody::Form { .. });
+        let activity_moves = contact.last_activity.is_none_or(|la| t > la);
+        let first = contact.last_activity.is_none();
+        // Bit `m` set: model `m` is quiet (only the first 64 models can be).
+        let mut quiet = 0u64;
+        for (m, model) in self.rules.models.iter().enumerate().take(64) {
+            let due = contact.models[m].next.as_ref().is_some_and(|p| p.at <= now);
+            let can_change = first
+                || due
+                || (is_form && !model.fit_rules.is_empty())
+                || (activity_moves && !model.penalties.is_empty())
+                || self.by_kind[m][kind]
+                    .iter()
+                    .any(|&r| self.rule_item(m, r, &event.body, urls).is_some());
+            quiet |= u64::from(!can_change) << m;
+        }
+        let is_quiet = |m: usize| m < 64 && quiet >> m & 1 == 1;
         // Rebasing leaves scores unchanged; done first, the scores before the
         // event need no further decay arithmetic.
-        for (ms, model) in contact.models.iter_mut().zip(&self.rules.models) {
-            ms.rebase(model.decay_factor, now);
+        for (m, (ms, model)) in contact
+            .models
+            .iter_mut()
+            .zip(&self.rules.models)
+            .enumerate()
+        {
+            if !is_quiet(m) {
+                ms.rebase(model.decay_factor, now);
+            }
         }
-        // Each model's score and fit before the event.
+        // Each model's score and fit before the event (of those it can change).
         let mut before: SmallVec<[(f64, f64); 4]> = SmallVec::new();
-        for (ms, model) in contact.models.iter().zip(&self.rules.models) {
-            let score = components(model, ms, contact.last_activity, now, Edge::At).score;
+        for (m, (ms, model)) in contact.models.iter().zip(&self.rules.models).enumerate() {
+            let score = if is_quiet(m) {
+                f64::NAN
+            } else {
+                components(model, ms, contact.last_activity, now, Edge::At).score
+            };
             before.push((score, ms.fit));
         }
         let last_activity = contact.last_activity;
@@ -142,12 +182,19 @@ impl Engine {
             }
         }
         contact.last_activity = Some(contact.last_activity.map_or(t, |la| la.max(t)));
-        let kind = event.body.kind().index();
-        let urls = match &event.body {
-            EventBody::PageVisit { url, .. } => self.urls.matching(url),
-            _ => None,
-        };
         for (m, model) in self.rules.models.iter().enumerate() {
+            if is_quiet(m) {
+                debug_assert_eq!(
+                    transition(
+                        model,
+                        contact.models[m].tier,
+                        components(model, &contact.models[m], last_activity, now, Edge::At).score
+                    ),
+                    None,
+                    "a quiet model's tier is settled"
+                );
+                continue;
+            }
             let f = model.decay_factor;
             let ms = &mut contact.models[m];
             let mut scored = false;
