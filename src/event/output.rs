@@ -101,59 +101,56 @@ pub fn tier_change_id(
 impl TierChanged<&str, &Cause> {
     /// Writes the event as JSON, byte for byte what serde writes for it,
     /// without serde's per-byte escaping of strings that need none (almost
-    /// all of them: ids, names, times).
+    /// all of them: ids, names, times). Each piece of JSON between two
+    /// values is one write.
     pub fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        json_field(out, b"{\"event_id\":", self.event_id)?;
-        for (key, value) in [
-            (&b",\"type\":"[..], self.kind),
-            (&b",\"contact_id\":"[..], self.contact_id),
-            (&b",\"model\":"[..], self.model),
-            (&b",\"from_tier\":"[..], self.from_tier),
-            (&b",\"to_tier\":"[..], self.to_tier),
-            (&b",\"direction\":"[..], self.direction),
-        ] {
-            json_field(out, key, value)?;
-        }
-        out.write_all(b",\"score\":")?;
+        text(out, b"{\"event_id\":\"", self.event_id)?;
+        text(out, b"\",\"type\":\"", self.kind)?;
+        text(out, b"\",\"contact_id\":\"", self.contact_id)?;
+        text(out, b"\",\"model\":\"", self.model)?;
+        text(out, b"\",\"from_tier\":\"", self.from_tier)?;
+        text(out, b"\",\"to_tier\":\"", self.to_tier)?;
+        text(out, b"\",\"direction\":\"", self.direction)?;
+        out.write_all(b"\",\"score\":")?;
         serde_json::to_writer(&mut *out, &self.score)?;
         out.write_all(b",\"previous_score\":")?;
         serde_json::to_writer(&mut *out, &self.previous_score)?;
-        json_field(out, b",\"at\":", self.at)?;
-        json_field(out, b",\"cause\":{\"kind\":", self.cause.name())?;
+        text(out, b",\"at\":\"", self.at)?;
+        text(out, b"\",\"cause\":{\"kind\":\"", self.cause.name())?;
         match self.cause {
             Cause::Event { topic, event_id } => {
-                json_field(out, b",\"topic\":", topic)?;
-                json_field(out, b",\"event_id\":", event_id)?;
+                text(out, b"\",\"topic\":\"", topic)?;
+                text(out, b"\",\"event_id\":\"", event_id)?;
             }
-            Cause::Expiry { rule } => {
-                json_field(out, b",\"rule\":", rule)?;
-            }
+            Cause::Expiry { rule } => text(out, b"\",\"rule\":\"", rule)?,
             Cause::Decay | Cause::Inactivity => {}
         }
-        out.write_all(b"}")?;
+        out.write_all(b"\"}")?;
         if let Some(emitted_at) = self.emitted_at {
-            json_field(out, b",\"emitted_at\":", emitted_at)?;
+            text(out, b",\"emitted_at\":\"", emitted_at)?;
+            out.write_all(b"\"")?;
         }
         out.write_all(b"}")
     }
 }
 
-/// A string field: its key as JSON (with its comma and colon), then the value.
-fn json_field(out: &mut impl std::io::Write, key: &[u8], value: &str) -> std::io::Result<()> {
-    out.write_all(key)?;
-    json_str(out, value)
+/// `prefix` (the JSON between the last value and this string's contents,
+/// its opening quote included), then the string's contents, escaped as
+/// serde escapes them; the closing quote is the next prefix's.
+fn text(out: &mut impl std::io::Write, prefix: &[u8], value: &str) -> std::io::Result<()> {
+    out.write_all(prefix)?;
+    let bytes = value.as_bytes();
+    if !needs_escape(bytes) {
+        return out.write_all(bytes);
+    }
+    escaped(out, value)
 }
 
-/// A JSON string: as is when nothing in it needs escaping, else as serde
-/// escapes it.
-fn json_str(out: &mut impl std::io::Write, s: &str) -> std::io::Result<()> {
-    if !needs_escape(s.as_bytes()) {
-        out.write_all(b"\"")?;
-        out.write_all(s.as_bytes())?;
-        out.write_all(b"\"")
-    } else {
-        serde_json::to_writer(out, s).map_err(std::io::Error::from)
-    }
+/// The contents of `value` as serde escapes them (without the quotes).
+#[cold]
+fn escaped(out: &mut impl std::io::Write, value: &str) -> std::io::Result<()> {
+    let quoted = serde_json::to_vec(value)?;
+    out.write_all(&quoted[1..quoted.len() - 1])
 }
 
 /// Whether any byte is one JSON escapes: a control character, `"` or `\\`.
@@ -324,6 +321,34 @@ mod tests {
             event.write_json(&mut ours).unwrap();
             let theirs = serde_json::to_vec(&event).unwrap();
             proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
+        }
+    }
+
+    #[test]
+    fn long_lines_with_escapes_are_serdes() {
+        for n in [100, 250, 251, 600] {
+            let long = "a\"é\u{1}".repeat(n);
+            let cause = Cause::Event {
+                topic: long.clone(),
+                event_id: "e".into(),
+            };
+            let event = TierChanged {
+                event_id: "id",
+                kind: "tier_changed",
+                contact_id: &long,
+                model: "m",
+                from_tier: "cold",
+                to_tier: "warm",
+                direction: "up",
+                score: 1.5,
+                previous_score: -1e300,
+                at: "2026-01-01T00:00:00.000Z",
+                cause: &cause,
+                emitted_at: Some("x"),
+            };
+            let mut ours = Vec::new();
+            event.write_json(&mut ours).unwrap();
+            assert_eq!(ours, serde_json::to_vec(&event).unwrap(), "{n}");
         }
     }
 
