@@ -141,3 +141,28 @@ fn a_million_timers_fire_in_order() {
     }
     assert_eq!(total, 1_000_000);
 }
+
+/// A poll to the very millisecond a timer is due returns it, whichever
+/// level it waited on, also when the poll before it found nothing due.
+#[test]
+fn a_poll_at_the_due_instant_returns_the_timer() {
+    for delta in [1, 2, 63, 64, 65, 4_095, 4_096, 300_000, 20_000_000, 1 << 37] {
+        let start = EventTime::from_millis(1_000_000);
+        let mut wheel: TimerWheel<u8> = TimerWheel::new(start);
+        let due = start.plus_millis(delta);
+        wheel.insert(1, due);
+        wheel.insert(2, due.plus_millis(5));
+        let mut out = Vec::new();
+        for step in [delta / 3, delta / 2, delta - 1] {
+            wheel.poll(start.plus_millis(step), &mut out);
+            assert!(out.is_empty(), "{delta}: nothing due at +{step}");
+        }
+        wheel.poll(due, &mut out);
+        assert_eq!(out, vec![(due, 1)], "{delta}");
+        out.clear();
+        wheel.poll(due.plus_millis(4), &mut out);
+        assert!(out.is_empty(), "{delta}");
+        wheel.poll(due.plus_millis(5), &mut out);
+        assert_eq!(out, vec![(due.plus_millis(5), 2)], "{delta}");
+    }
+}

@@ -165,6 +165,9 @@ pub struct TimerWheel<K, I = HashMap<K, u32>> {
     occupied: [u64; LEVELS],
     ready: u32,
     overflow: BTreeSet<(u64, u32)>,
+    /// No slot comes due before this tick (0: not known): a poll to an
+    /// earlier tick, with nothing ready or overflowing, only moves the clock.
+    quiet_until: u64,
 }
 
 /// Maps event time to an unsigned tick preserving order.
@@ -201,6 +204,7 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
             occupied: [0; LEVELS],
             ready: NIL,
             overflow: BTreeSet::new(),
+            quiet_until: 0,
         }
     }
 
@@ -287,6 +291,10 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
     /// apart from returning timers inserted as already due.
     pub fn poll(&mut self, now: EventTime, out: &mut Vec<(EventTime, K)>) {
         let now = tick(now);
+        if now < self.quiet_until && self.ready == NIL && self.overflow.is_empty() {
+            self.elapsed = self.elapsed.max(now);
+            return;
+        }
         let start = out.len();
         self.drain_ready(out);
         if now > self.elapsed {
@@ -305,6 +313,9 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
             self.drain_ready(out);
         }
         out[start..].sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        // The earliest slot stays the earliest, at the same tick, while the
+        // clock moves towards it and nothing is placed.
+        self.quiet_until = self.next_expiration().map_or(u64::MAX, |(_, _, at)| at);
     }
 
     /// A lower bound on the next due time (exact for timers within 64 ms).
@@ -325,6 +336,7 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
     }
 
     fn place(&mut self, idx: u32) {
+        self.quiet_until = 0;
         let tick = self.entries[idx as usize].tick;
         if tick <= self.elapsed {
             self.push_list(idx, Loc::Ready);
