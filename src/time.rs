@@ -132,16 +132,35 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// then goes to chrono: lower-case separators, leap seconds, errors.
 fn parse_common(b: &[u8]) -> Option<EventTime> {
     let head: &[u8; 19] = b.get(..19)?.try_into().ok()?;
-    let seps = [head[4], head[7], head[10], head[13], head[16]];
-    // Digits by position; a non-digit gives a value above 9.
-    let d = |i: usize| i64::from(head[i].wrapping_sub(b'0'));
-    let digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
-    if seps != *b"--T::" || digits.iter().any(|&i| d(i) > 9) {
+    // `YYYY-MM-` and `HH:MM:SS` as words, separators checked and then
+    // replaced by '0', so that every byte left must be a digit.
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    let word = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap_or_default());
+    let (date, time) = (word(0), word(11));
+    const DATE_SEPS: u64 = 0xff << 32 | 0xff << 56;
+    const TIME_SEPS: u64 = 0xff << 16 | 0xff << 40;
+    const DASHES: u64 = u64::from_le_bytes(*b"--------");
+    const COLONS: u64 = u64::from_le_bytes(*b"::::::::");
+    let seps_ok = date & DATE_SEPS == DASHES & DATE_SEPS
+        && time & TIME_SEPS == COLONS & TIME_SEPS
+        && head[10] == b'T';
+    let date = date & !DATE_SEPS | ZEROS & DATE_SEPS;
+    let time = time & !TIME_SEPS | ZEROS & TIME_SEPS;
+    // A byte is a digit when its high nibble is 3 and adding 6 keeps it so.
+    let digits = |w: u64| {
+        const HIGH: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+        w & HIGH == ZEROS && w.wrapping_add(0x0606_0606_0606_0606) & HIGH == ZEROS
+    };
+    let (d8, d9) = (head[8].wrapping_sub(b'0'), head[9].wrapping_sub(b'0'));
+    if !seps_ok || !digits(date) || !digits(time) || d8 > 9 || d9 > 9 {
         return None;
     }
-    let y = d(0) * 1000 + d(1) * 100 + d(2) * 10 + d(3);
-    let (m, day) = (d(5) * 10 + d(6), d(8) * 10 + d(9));
-    let (h, min, sec) = (d(11) * 10 + d(12), d(14) * 10 + d(15), d(17) * 10 + d(18));
+    let (date, time) = (date - ZEROS, time - ZEROS);
+    let digit = |w: u64, i: u32| ((w >> (8 * i)) & 0xff) as i64;
+    let two = |w: u64, i: u32| digit(w, i) * 10 + digit(w, i + 1);
+    let y = two(date, 0) * 100 + two(date, 2);
+    let (m, day) = (two(date, 5), i64::from(d8) * 10 + i64::from(d9));
+    let (h, min, sec) = (two(time, 0), two(time, 3), two(time, 6));
     const MONTH_DAYS: [i64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     if !(1..=12).contains(&m) || day < 1 || h > 23 || min > 59 || sec > 59 {
         return None;
