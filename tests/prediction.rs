@@ -176,7 +176,7 @@ fn events(steps: &[(u8, u32, u32)]) -> Vec<Event> {
 
 fn near_boundary(engine: &Engine, state: &ContactState, m: usize, score: f64) -> bool {
     let model = &engine.rules().models[m];
-    let tier = state.models[m].tier;
+    let tier = state.models[m].tier as usize;
     let mut bounds = vec![];
     if let Some(up) = model.tiers.get(tier + 1) {
         bounds.push(up.min);
@@ -194,7 +194,7 @@ fn check_predictions(c: &Contact, now: EventTime, samples: &[u32]) -> Result<(),
         let changes_at = |t: EventTime| {
             let score = c.engine.components(&c.state, m, t).score;
             (
-                transition(model, ms.tier, score),
+                transition(model, ms.tier as usize, score),
                 near_boundary(&c.engine, &c.state, m, score),
             )
         };
@@ -219,7 +219,7 @@ fn check_predictions(c: &Contact, now: EventTime, samples: &[u32]) -> Result<(),
         if let Some(p) = ms.next.as_ref().filter(|p| p.to_tier.is_some()) {
             let (at, near) = changes_at(p.at);
             prop_assert!(
-                at == p.to_tier || near,
+                at == p.to_tier.map(|t| t as usize) || near,
                 "model {m}: predicted {:?} at {}, evaluation says {at:?}",
                 p.to_tier,
                 p.at
@@ -261,7 +261,7 @@ proptest! {
                     .filter(|(t, _)| *t <= until)
                     .min();
                 let Some((t, m)) = due else { break };
-                let before = c.state.models[m].tier;
+                let before = c.state.models[m].tier as usize;
                 let mut fx = Effects::default();
                 c.engine.fire(&mut c.state, m, t, &mut fx);
                 c.clock = t;

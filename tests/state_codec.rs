@@ -45,6 +45,25 @@ fn states_round_trip() {
     }
 }
 
+/// The stored bytes of known states, digested. A change of the in-memory
+/// types alone must not change them (or must bump `FORMAT` and keep reading
+/// the old form); a change of what scoring keeps may, with a new digest here.
+#[test]
+fn stored_bytes_of_known_states_do_not_change() {
+    for (n, len, digest) in [
+        (1, 108, 0xf73d_ead9_ec9b_b8b5),
+        (7, 362, 0xf08c_a91e_5080_d691),
+        (200, 951, 0xe7f2_045d_7cb5_a7be),
+    ] {
+        let bytes = encode_contact(&busy_contact(n).state);
+        assert_eq!(
+            (bytes.len(), xxhash_rust::xxh3::xxh3_64(&bytes)),
+            (len, digest),
+            "{n} events"
+        );
+    }
+}
+
 #[test]
 fn a_decoded_state_keeps_scoring_identically() {
     let mut a = busy_contact(50);

@@ -544,7 +544,7 @@ pub fn write_score_lines(
             fit: round2(c.fit),
             engagement: round2(c.engagement),
             penalty: round2(c.penalty),
-            tier: &models[m].tiers[state.models[m].tier].name,
+            tier: &models[m].tiers[state.models[m].tier as usize].name,
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;

@@ -165,7 +165,7 @@ fn model_view(model: &Model, ms: &ModelState, contact: &ContactState, now: Event
         fit: round2(c.fit),
         engagement: round2(c.engagement),
         penalty: round2(c.penalty),
-        tier: model.tiers[ms.tier].name.clone(),
+        tier: model.tiers[ms.tier as usize].name.clone(),
         rules,
         next_change: next_change(model, &at_now, la, now),
     }
@@ -228,7 +228,7 @@ fn next_change(
         };
         return Some(NextChange {
             at: p.at.to_rfc3339(),
-            to_tier: model.tiers[to].name.clone(),
+            to_tier: model.tiers[to as usize].name.clone(),
             cause,
             rule,
         });

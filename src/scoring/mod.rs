@@ -187,7 +187,7 @@ impl Engine {
                 debug_assert_eq!(
                     transition(
                         model,
-                        contact.models[m].tier,
+                        contact.models[m].tier as usize,
                         components(model, &contact.models[m], last_activity, now, Edge::At).score
                     ),
                     None,
@@ -219,11 +219,11 @@ impl Engine {
             } else {
                 components(model, ms, contact.last_activity, now, Edge::At).score
             };
-            let moved = transition(model, ms.tier, after);
+            let moved = transition(model, ms.tier as usize, after);
             if let Some(to) = moved {
                 fx.changes.push(TierChange {
                     model: m,
-                    from: ms.tier,
+                    from: ms.tier as usize,
                     to,
                     score: after,
                     previous_score: before[m].0,
@@ -233,7 +233,7 @@ impl Engine {
                         event_id: event.id.0.to_string(),
                     },
                 });
-                ms.tier = to;
+                ms.tier = to as u32;
             }
             // Nor does the prediction: it still holds.
             let still_predicted =
@@ -283,8 +283,8 @@ impl Engine {
             };
             fx.changes.push(TierChange {
                 model: m,
-                from: ms.tier,
-                to,
+                from: ms.tier as usize,
+                to: to as usize,
                 score,
                 previous_score,
                 at,

@@ -119,7 +119,7 @@ pub fn predict(
     let mut walk = Walk {
         model,
         f,
-        tier: ms.tier,
+        tier: ms.tier as usize,
         start: now,
         curve: curve(model, ms, last_activity, now, Edge::At),
     };
@@ -141,7 +141,7 @@ pub fn predict(
             let cause = cause.unwrap_or(PredictedCause::Decay);
             return Some(Prediction {
                 at,
-                to_tier: Some(to),
+                to_tier: Some(to as u32),
                 cause,
             });
         }
@@ -255,7 +255,7 @@ impl Walk<'_> {
         let to = self.change(self.at(first))?;
         Some(Prediction {
             at: first,
-            to_tier: Some(to),
+            to_tier: Some(to as u32),
             cause: PredictedCause::Decay,
         })
     }

@@ -26,7 +26,8 @@ pub struct ContactState {
 /// A contact's standing in one model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelState {
-    pub tier: usize,
+    /// Index of the current tier (stored as the same varint as before).
+    pub tier: u32,
     /// Fit points on the current profile (recomputed when the profile changes).
     pub fit: f64,
     /// The instant `RuleAcc::decaying` values are expressed at.
@@ -77,7 +78,7 @@ pub struct Contribution {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     pub at: EventTime,
-    pub to_tier: Option<usize>,
+    pub to_tier: Option<u32>,
     pub cause: PredictedCause,
 }
 

@@ -116,7 +116,7 @@ impl Contact {
     }
 
     pub fn tier(&self, model: usize) -> &str {
-        &self.engine.rules().models[model].tiers[self.state.models[model].tier].name
+        &self.engine.rules().models[model].tiers[self.state.models[model].tier as usize].name
     }
 
     /// Fires timers while any is due at or before `until`; returns the changes.
