@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(cmd, pin):
-    """Runs cmd; returns (wall seconds, peak RSS MiB)."""
+    """Runs cmd; returns (wall seconds, peak RSS MiB, CPU seconds: user + system)."""
     if pin and shutil.which("taskset"):
         cmd = ["taskset", "-c", "0"] + cmd
     start = time.perf_counter()
@@ -31,7 +31,7 @@ def run(cmd, pin):
     err = proc.stderr.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{err}")
-    return wall, usage.ru_maxrss / 1024.0
+    return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
 
 
 def generate(binary, path, events, contacts):
@@ -69,16 +69,19 @@ def main():
     for _ in range(args.rounds):
         decode.append(replay(main_file, decode_only=True))
         full.append(replay(main_file))
-    d_wall, d_rss = min(decode)
-    r_wall, r_rss = min(full)
+    d_wall, d_rss, _ = min(decode)
+    r_wall, r_rss, _ = min(full)
+    d_cpu, r_cpu = min(c for _, _, c in decode), min(c for _, _, c in full)
     print(f"file: {main_file} ({args.events:,} events, {args.contacts:,} contacts, {size_mb:.0f} MB)")
     print(f"decode-only : {args.events / d_wall:>12,.0f} events/s  ({d_wall:.2f} s best of {args.rounds}, peak RSS {d_rss:.0f} MiB)")
     print(f"replay      : {args.events / r_wall:>12,.0f} events/s  ({r_wall:.2f} s best of {args.rounds}, peak RSS {r_rss:.0f} MiB)")
     print(f"ratio       : {d_wall / r_wall:.2f} of decode-only throughput (target >= 0.50)")
+    # On a shared machine the CPU time of a pinned run is steadier than its wall time.
+    print(f"by CPU time : {d_cpu / r_cpu:.2f} (user + system, best {d_cpu:.2f} s / {r_cpu:.2f} s)")
     print("memory vs events per contact (same number of events, fewer contacts):")
     for contacts in (args.contacts, args.contacts // 10, args.contacts // 100):
         path = generate(binary, os.path.join(args.data, f"events-{args.events}-{contacts}.jsonl"), args.events, contacts)
-        wall, rss = replay(path)
+        wall, rss, _ = replay(path)
         print(f"  {contacts:>8,} contacts, {args.events // contacts:>6,} events/contact: peak RSS {rss:6.0f} MiB, "
               f"{args.events / wall:,.0f} events/s")
 
