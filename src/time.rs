@@ -151,15 +151,15 @@ fn parse_common(b: &[u8]) -> Option<EventTime> {
         const HIGH: u64 = 0xf0f0_f0f0_f0f0_f0f0;
         w & HIGH == ZEROS && w.wrapping_add(0x0606_0606_0606_0606) & HIGH == ZEROS
     };
-    let (d8, d9) = (head[8].wrapping_sub(b'0'), head[9].wrapping_sub(b'0'));
-    if !seps_ok || !digits(date) || !digits(time) || d8 > 9 || d9 > 9 {
+    if !seps_ok || !digits(date) || !digits(time) {
         return None;
     }
+    let day = digit_pair(head[8], head[9])?;
     let (date, time) = (date - ZEROS, time - ZEROS);
     let digit = |w: u64, i: u32| ((w >> (8 * i)) & 0xff) as i64;
     let two = |w: u64, i: u32| digit(w, i) * 10 + digit(w, i + 1);
     let y = two(date, 0) * 100 + two(date, 2);
-    let (m, day) = (two(date, 5), i64::from(d8) * 10 + i64::from(d9));
+    let m = two(date, 5);
     let (h, min, sec) = (two(time, 0), two(time, 3), two(time, 6));
     const MONTH_DAYS: [i64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     if !(1..=12).contains(&m) || day < 1 || h > 23 || min > 59 || sec > 59 {
@@ -189,17 +189,13 @@ fn parse_common(b: &[u8]) -> Option<EventTime> {
     };
     let offset_min = match rest {
         b"Z" => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let two = |a: &u8, b: &u8| {
-                (a.is_ascii_digit() && b.is_ascii_digit())
-                    .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
-            };
-            let (oh, om) = (two(h1, h2)?, two(m1, m2)?);
+        &[sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let (oh, om) = (digit_pair(h1, h2)?, digit_pair(m1, m2)?);
             if oh > 23 || om > 59 {
                 return None;
             }
             let off = oh * 60 + om;
-            if *sign == b'-' {
+            if sign == b'-' {
                 -off
             } else {
                 off
@@ -209,6 +205,12 @@ fn parse_common(b: &[u8]) -> Option<EventTime> {
     };
     let secs = days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + sec - offset_min * 60;
     Some(EventTime(secs * 1000 + ms))
+}
+
+/// The number written by two ASCII digits.
+fn digit_pair(tens: u8, ones: u8) -> Option<i64> {
+    let (t, o) = (tens.wrapping_sub(b'0'), ones.wrapping_sub(b'0'));
+    (t <= 9 && o <= 9).then(|| i64::from(t) * 10 + i64::from(o))
 }
 
 /// Converts a number of days (possibly fractional) to whole milliseconds.

@@ -26,7 +26,8 @@ pub struct ContactState {
 /// A contact's standing in one model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelState {
-    /// Index of the current tier (stored as the same varint as before).
+    /// Index of the current tier (postcard stores it as the same varint as
+    /// a `usize`).
     pub tier: u32,
     /// Fit points on the current profile (recomputed when the profile changes).
     pub fit: f64,
