@@ -70,9 +70,19 @@ impl CapLedger {
         self.swept_at = Some(clock);
     }
 
-    /// Where the times of a cap that is not `per_item` live, for prefetching.
-    pub fn times_ptr(&self) -> *const u8 {
-        self.times.as_ptr().cast()
+    /// Where the ledger's scored times live, and how many bytes of them a
+    /// lookup reads: the times of a cap that is not `per_item`, or the item
+    /// list of one that is (searched in order). For prefetching.
+    pub fn times_region(&self) -> (*const u8, usize) {
+        match &self.items {
+            Items::List(list) if !list.is_empty() => {
+                (list.as_ptr().cast(), std::mem::size_of_val(list.as_slice()))
+            }
+            _ => (
+                self.times.as_ptr().cast(),
+                std::mem::size_of_val(self.times.as_slice()),
+            ),
+        }
     }
 
     /// Scored times currently remembered for an item (for inspection and tests).
@@ -249,6 +259,36 @@ mod tests {
 
     fn t(days: i64) -> EventTime {
         EventTime::from_millis(days * DAY)
+    }
+
+    #[test]
+    fn the_prefetched_region_is_what_a_lookup_reads() {
+        let plain = Cap {
+            max_times: 5,
+            window_ms: None,
+            per_item: false,
+        };
+        let mut l = CapLedger::default();
+        for d in 0..3 {
+            assert!(l.admit(&plain, "", t(d), t(d), 0));
+        }
+        let (p, len) = l.times_region();
+        assert_eq!(p, l.times.as_ptr().cast());
+        assert_eq!(len, 3 * std::mem::size_of::<EventTime>());
+
+        let per_item = Cap {
+            per_item: true,
+            ..plain
+        };
+        let mut l = CapLedger::default();
+        assert!(l.admit(&per_item, "email-1", t(0), t(0), 0));
+        assert!(l.admit(&per_item, "email-2", t(0), t(0), 0));
+        let Items::List(list) = &l.items else {
+            panic!("two items are a list")
+        };
+        let (p, len) = l.times_region();
+        assert_eq!(p, list.as_ptr().cast());
+        assert_eq!(len, 2 * std::mem::size_of_val(&list[0]));
     }
 
     #[test]
