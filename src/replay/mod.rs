@@ -479,16 +479,11 @@ fn prefetch_deep(slot: &Slot) {
     }
 }
 
-/// Bytes of a cap ledger's times (or item list) prefetched: the first few
-/// items of a per-item list, which is searched in order.
-const CAP_TIMES_PREFETCH: usize = 128;
-
 /// Prefetches the scored times of the cap ledgers fetched by [`prefetch_deep`].
 fn prefetch_cap_times(slot: &Slot) {
     for ms in &slot.state.models {
         for ledger in ms.rules.iter().filter_map(|a| a.cap.as_deref()) {
-            let (times, len) = ledger.times_region();
-            prefetch_bytes(times, len.min(CAP_TIMES_PREFETCH));
+            prefetch(ledger.times_ptr());
         }
     }
 }
