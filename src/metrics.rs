@@ -122,7 +122,7 @@ impl Metrics {
             events_consumed: counter_vec(
                 &r,
                 "leadscore_events_consumed_total",
-                "Input records consumed, by topic (accepted, rejected and duplicates).",
+                "Input records consumed and applied, by topic (accepted, rejected and duplicates).",
                 &["topic"],
             ),
             events_rejected: counter_vec(

@@ -493,7 +493,7 @@ impl Service<'_> {
         for (topic, partition, offset) in next {
             let _ = tpl.add_partition_offset(topic, partition as i32, Offset::Offset(offset));
         }
-        self.observe_batch(&batch);
+        let consumed = self.observe_batch(&batch);
         let out = self
             .processor
             .process_decoded(batch, wall_now())
@@ -509,6 +509,12 @@ impl Service<'_> {
         }
         self.sink.send(out);
         self.export_counts();
+        // Counted once the batch's outcome (rejects, duplicates, tier
+        // changes) is exported too: a scrape that sees these records
+        // consumed sees what became of them.
+        for ((_, counter), n) in self.consumed.iter().zip(consumed) {
+            counter.inc_by(n);
+        }
         if let Err(e) = self.consumer.store_offsets(&tpl) {
             warn!("storing offsets for commit: {e}");
         }
@@ -574,8 +580,9 @@ impl Service<'_> {
         self.shared.set_ready(ready);
     }
 
-    /// Metrics of a batch about to be applied: records per topic, event ages.
-    fn observe_batch(&self, batch: &[Decoded]) {
+    /// Event ages of a batch about to be applied; returns its records per
+    /// input topic (in the order of `consumed`).
+    fn observe_batch(&self, batch: &[Decoded]) -> [u64; EventKind::ALL.len()] {
         let wall = wall_now().millis();
         let mut counts = [0u64; EventKind::ALL.len()];
         let age = &self.shared.metrics.event_age;
@@ -594,9 +601,7 @@ impl Service<'_> {
                 ),
             }
         }
-        for ((_, counter), n) in self.consumed.iter().zip(counts) {
-            counter.inc_by(n);
-        }
+        counts
     }
 
     /// Exports what the processor counted since the last call, the timer
