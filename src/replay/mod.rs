@@ -7,6 +7,7 @@
 
 mod index;
 pub mod input;
+mod prefetch;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -19,15 +20,15 @@ use serde::Serialize;
 
 pub use input::{parse_line, Record};
 
-use crate::cache::{prefetch, prefetch_bytes};
+use crate::cache::prefetch_bytes;
 use crate::dedupe::RecentIds;
 use crate::event::output::round2;
-use crate::event::{decode, DecodeError, Event, TopicMap};
-use crate::scoring::caps::CapLedger;
+use crate::event::{decode, DecodeError, Event, EventKind, TopicMap};
 use crate::scoring::{ContactState, Effects, Engine, TierChange};
 use crate::time::EventTime;
 use crate::timer::{DenseIndex, TimerWheel};
 use index::ContactIndex;
+use prefetch::{prefetch_cap_times, prefetch_deep, prefetch_heap, Reads};
 
 /// Counts reported at the end of a replay.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -89,10 +90,14 @@ pub struct Replayer<W: Write> {
     changes: Vec<(u32, TierChange)>,
     /// Decoded lines not applied yet (see [`Self::run`]); the first
     /// `batch_idx.len()` of them have been looked up: their contacts'
-    /// candidates in `batch_idx`, digests in `batch_digests`.
+    /// candidates in `batch_idx`, digests in `batch_digests`, kinds in
+    /// `batch_kinds` (what their prefetching looks at).
     window: Vec<(u64, Result<Event, DecodeError>)>,
     batch_idx: Vec<u32>,
     batch_digests: Vec<u64>,
+    batch_kinds: Vec<Option<EventKind>>,
+    /// What each kind of event reads of a contact's state.
+    reads: Reads,
     due: BinaryHeap<Reverse<(EventTime, TimerKey)>>,
     pub stats: ReplayStats,
 }
@@ -100,6 +105,7 @@ pub struct Replayer<W: Write> {
 impl<W: Write> Replayer<W> {
     pub fn new(engine: Engine, topics: TopicMap, dedupe_window_ms: i64, out: W) -> Self {
         let models = engine.rules().models.len();
+        let reads = Reads::new(engine.rules());
         Replayer {
             engine,
             topics,
@@ -115,6 +121,8 @@ impl<W: Write> Replayer<W> {
             window: Vec::with_capacity(BATCH + AHEAD),
             batch_idx: Vec::new(),
             batch_digests: Vec::new(),
+            batch_kinds: Vec::new(),
+            reads,
             due: BinaryHeap::new(),
             stats: ReplayStats::default(),
         }
@@ -167,6 +175,8 @@ impl<W: Write> Replayer<W> {
             let d = item.as_ref().map_or(0, |e| index::digest(&e.contact.0));
             self.ids.prefetch(d);
             self.batch_digests.push(d);
+            self.batch_kinds
+                .push(item.as_ref().ok().map(|e| e.body.kind()));
         }
         for (k, (_, item)) in window.iter().enumerate().skip(held) {
             let idx = match item {
@@ -211,6 +221,7 @@ impl<W: Write> Replayer<W> {
         self.window = window;
         self.batch_idx.drain(..end);
         self.batch_digests.drain(..end);
+        self.batch_kinds.drain(..end);
         self.flush_changes()
     }
 
@@ -228,6 +239,12 @@ impl<W: Write> Replayer<W> {
             return;
         };
         let idx = self.batch_idx[i];
+        // Only what the event will read: a page walk costs even when
+        // prefetched, so one for a part the event leaves alone is waste.
+        let Some(kind) = self.batch_kinds[i] else {
+            return;
+        };
+        let parts = self.reads.of(kind);
         match stage {
             0 => {
                 prefetch_bytes((slot as *const Slot).cast(), std::mem::size_of::<Slot>());
@@ -235,13 +252,13 @@ impl<W: Write> Replayer<W> {
                 self.wheel.prefetch_key(&(idx, 0));
             }
             1 => {
-                prefetch_heap(slot);
-                for m in 0..slot.state.models.len() {
+                prefetch_heap(&slot.state, slot.seen.heap(), &parts);
+                for m in (0..slot.state.models.len()).filter(|&m| parts.model(m)) {
                     self.wheel.prefetch_entry(&(idx, m as u16));
                 }
             }
-            2 => prefetch_deep(slot),
-            _ => prefetch_cap_times(slot),
+            2 => prefetch_deep(&slot.state, &parts),
+            _ => prefetch_cap_times(&slot.state, &parts),
         }
     }
 
@@ -448,45 +465,6 @@ const STEP: usize = 3;
 /// Prefetch stages: the slot, what it points to, what those parts point to,
 /// and the cap ledgers' times (see [`Replayer::prefetch_stage`]).
 const STAGES: usize = 4;
-
-/// Prefetches what a slot points to.
-fn prefetch_heap(slot: &Slot) {
-    if let Some(ids) = slot.seen.heap() {
-        prefetch(ids);
-    }
-    prefetch(slot.state.profile.entries().as_ptr());
-    for ms in &slot.state.models {
-        prefetch(ms.pending.as_ptr());
-        if ms.rules.spilled() {
-            prefetch_bytes(
-                ms.rules.as_ptr().cast(),
-                std::mem::size_of_val(ms.rules.as_slice()),
-            );
-        }
-    }
-}
-
-/// Prefetches what the parts fetched by [`prefetch_heap`] point to.
-fn prefetch_deep(slot: &Slot) {
-    slot.state.profile.entry_parts(prefetch);
-    for ms in &slot.state.models {
-        for ledger in ms.rules.iter().filter_map(|a| a.cap.as_deref()) {
-            prefetch_bytes(
-                (ledger as *const CapLedger).cast(),
-                std::mem::size_of::<CapLedger>(),
-            );
-        }
-    }
-}
-
-/// Prefetches the scored times of the cap ledgers fetched by [`prefetch_deep`].
-fn prefetch_cap_times(slot: &Slot) {
-    for ms in &slot.state.models {
-        for ledger in ms.rules.iter().filter_map(|a| a.cap.as_deref()) {
-            prefetch(ledger.times_ptr());
-        }
-    }
-}
 
 /// Feeds every line of `input` to the replayer, reporting rejects to `rejects`.
 pub fn replay_lines<W: Write>(
