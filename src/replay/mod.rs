@@ -24,7 +24,7 @@ use crate::cache::prefetch_bytes;
 use crate::dedupe::RecentIds;
 use crate::event::output::round2;
 use crate::event::{decode, DecodeError, Event, EventKind, TopicMap};
-use crate::scoring::{ContactState, Effects, Engine, TierChange};
+use crate::scoring::{ContactState, Effects, Engine, TierChange, UrlMatches};
 use crate::time::EventTime;
 use crate::timer::{DenseIndex, TimerWheel};
 use index::ContactIndex;
@@ -91,11 +91,14 @@ pub struct Replayer<W: Write> {
     /// Decoded lines not applied yet (see [`Self::run`]); the first
     /// `batch_idx.len()` of them have been looked up: their contacts'
     /// candidates in `batch_idx`, digests in `batch_digests`, kinds in
-    /// `batch_kinds` (what their prefetching looks at).
+    /// `batch_kinds` and, per model, the capped rules they match in
+    /// `batch_caps` (what their prefetching looks at).
     window: Vec<(u64, Result<Event, DecodeError>)>,
     batch_idx: Vec<u32>,
     batch_digests: Vec<u64>,
     batch_kinds: Vec<Option<EventKind>>,
+    batch_caps: Vec<u64>,
+    batch_urls: Vec<UrlMatches>,
     /// What each kind of event reads of a contact's state.
     reads: Reads,
     due: BinaryHeap<Reverse<(EventTime, TimerKey)>>,
@@ -122,6 +125,8 @@ impl<W: Write> Replayer<W> {
             batch_idx: Vec::new(),
             batch_digests: Vec::new(),
             batch_kinds: Vec::new(),
+            batch_caps: Vec::new(),
+            batch_urls: Vec::new(),
             reads,
             due: BinaryHeap::new(),
             stats: ReplayStats::default(),
@@ -177,6 +182,15 @@ impl<W: Write> Replayer<W> {
             self.batch_digests.push(d);
             self.batch_kinds
                 .push(item.as_ref().ok().map(|e| e.body.kind()));
+            let urls = item.as_ref().map(|e| self.engine.url_matches(&e.body));
+            for m in 0..self.reads.models() {
+                let caps = match (item, urls) {
+                    (Ok(e), Ok(urls)) => self.engine.capped_matches(m, &e.body, urls),
+                    _ => 0,
+                };
+                self.batch_caps.push(caps);
+            }
+            self.batch_urls.push(urls.unwrap_or_default());
         }
         for (k, (_, item)) in window.iter().enumerate().skip(held) {
             let idx = match item {
@@ -210,7 +224,7 @@ impl<W: Write> Replayer<W> {
                 Ok(event) => {
                     let (candidate, d) = (self.batch_idx[i], self.batch_digests[i]);
                     let idx = self.confirm(candidate, d, &event.contact.0);
-                    self.apply(idx, &event)?
+                    self.apply(idx, &event, self.batch_urls[i])?
                 }
                 Err(e) => {
                     self.stats.rejected += 1;
@@ -222,6 +236,8 @@ impl<W: Write> Replayer<W> {
         self.batch_idx.drain(..end);
         self.batch_digests.drain(..end);
         self.batch_kinds.drain(..end);
+        self.batch_caps.drain(..end * self.reads.models());
+        self.batch_urls.drain(..end);
         self.flush_changes()
     }
 
@@ -239,22 +255,29 @@ impl<W: Write> Replayer<W> {
             return;
         };
         let idx = self.batch_idx[i];
+        if stage == 0 {
+            prefetch_bytes((slot as *const Slot).cast(), std::mem::size_of::<Slot>());
+            // The models' timer index entries are side by side.
+            self.wheel.prefetch_key(&(idx, 0));
+            return;
+        }
         // Only what the event will read: a page walk costs even when
         // prefetched, so one for a part the event leaves alone is waste.
         let Some(kind) = self.batch_kinds[i] else {
             return;
         };
-        let parts = self.reads.of(kind);
+        let models = self.reads.models();
+        let parts = self
+            .reads
+            .of(kind, &self.batch_caps[i * models..][..models]);
         match stage {
-            0 => {
-                prefetch_bytes((slot as *const Slot).cast(), std::mem::size_of::<Slot>());
-                // The models' timer index entries are side by side.
-                self.wheel.prefetch_key(&(idx, 0));
-            }
             1 => {
                 prefetch_heap(&slot.state, slot.seen.heap(), &parts);
-                for m in (0..slot.state.models.len()).filter(|&m| parts.model(m)) {
-                    self.wheel.prefetch_entry(&(idx, m as u16));
+                // A model without a predicted change has no timer to move.
+                for (m, ms) in slot.state.models.iter().enumerate() {
+                    if parts.model(m) && ms.next.is_some() {
+                        self.wheel.prefetch_entry(&(idx, m as u16));
+                    }
                 }
             }
             2 => prefetch_deep(&slot.state, &parts),
@@ -263,7 +286,7 @@ impl<W: Write> Replayer<W> {
     }
 
     /// Advances the clock to the event's time and applies it.
-    fn apply(&mut self, idx: u32, event: &Event) -> io::Result<()> {
+    fn apply(&mut self, idx: u32, event: &Event, urls: UrlMatches) -> io::Result<()> {
         let now = self
             .clock
             .map_or(event.occurred_at, |c| c.max(event.occurred_at));
@@ -280,7 +303,7 @@ impl<W: Write> Replayer<W> {
         self.stats.events += 1;
         self.fx.clear();
         self.engine
-            .apply_event(&mut slot.state, event, topic, now, &mut self.fx);
+            .apply_matched(&mut slot.state, event, urls, topic, now, &mut self.fx);
         self.stats.timer_updates += self.fx.timers.len() as u64;
         for t in &self.fx.timers {
             let key = (idx, t.model as u16);

@@ -9,113 +9,87 @@ use crate::rules::RuleSet;
 use crate::scoring::caps::CapLedger;
 use crate::scoring::ContactState;
 
-/// What each kind of event reads of a contact's state, by the rules, as
-/// bit masks (a model or rule past the 64th is always prefetched).
+/// What each kind of event reads of a contact's state, by the rules.
 #[derive(Debug, Clone)]
 pub struct Reads {
     /// By [`EventKind::index`], bit `m`: whether such an event may change
     /// model `m` (a rule of that kind, fit rules and a form, or inactivity
     /// penalties). A model that cannot is left alone by the engine, unless
     /// it is the contact's first event or a predicted change is due (rare:
-    /// such a model's parts are then read without a prefetch).
+    /// such a model's parts are then read without a prefetch). Past the
+    /// 64th model, every model is read.
     models: [u64; 4],
-    /// Per model, by kind, bit `r`: whether rule `r` is capped and matches
-    /// that kind, so that such an event may read its cap ledger.
-    ledgers: Vec<[u64; 4]>,
+    count: usize,
 }
 
 /// What one event reads (see [`Reads::of`]).
-pub struct Parts<'r> {
-    kind: usize,
+pub struct Parts<'e> {
+    kind: EventKind,
     models: u64,
-    ledgers: &'r [[u64; 4]],
+    /// Per model, the capped rules the event matches
+    /// ([`crate::scoring::Engine::capped_matches`]).
+    ledgers: &'e [u64],
 }
 
 impl Reads {
     pub fn new(rules: &RuleSet) -> Reads {
         let mut models = [0u64; 4];
-        let mut ledgers = Vec::with_capacity(rules.models.len());
         for (m, model) in rules.models.iter().enumerate() {
-            let mut capped = [0u64; 4];
             for kind in EventKind::ALL {
-                let k = kind.index();
-                let mut any_rule = false;
-                for (r, rule) in model.engagement_rules.iter().enumerate() {
-                    if rule.trigger.kind() == kind {
-                        any_rule = true;
-                        if rule.cap.is_some() {
-                            capped[k] |= bit(r);
-                        }
-                    }
-                }
-                let may_change = any_rule
+                let may_change = model
+                    .engagement_rules
+                    .iter()
+                    .any(|r| r.trigger.kind() == kind)
                     || (kind == EventKind::Form && !model.fit_rules.is_empty())
                     || !model.penalties.is_empty();
                 if may_change {
-                    models[k] |= bit(m);
+                    models[kind.index()] |= 1u64.checked_shl(m as u32).unwrap_or(0);
                 }
             }
-            ledgers.push(capped);
         }
-        Reads { models, ledgers }
+        Reads {
+            models,
+            count: rules.models.len(),
+        }
     }
 
-    pub fn of(&self, kind: EventKind) -> Parts<'_> {
-        let kind = kind.index();
+    /// How many models there are.
+    pub fn models(&self) -> usize {
+        self.count
+    }
+
+    /// What an event of `kind` reads, given the capped rules it matches per
+    /// model.
+    pub fn of<'e>(&self, kind: EventKind, ledgers: &'e [u64]) -> Parts<'e> {
         Parts {
             kind,
-            models: self.models[kind],
-            ledgers: &self.ledgers,
+            models: self.models[kind.index()],
+            ledgers,
         }
     }
-}
-
-/// Bit `i` of a mask; past the 64th, none (see [`test`]).
-fn bit(i: usize) -> u64 {
-    if i < 64 {
-        1 << i
-    } else {
-        0
-    }
-}
-
-/// Whether bit `i` of `mask` is set; true past the 64th.
-fn test(mask: u64, i: usize) -> bool {
-    i >= 64 || mask >> i & 1 == 1
 }
 
 impl Parts<'_> {
     /// Whether the event reads the profile (only a form does).
     pub fn profile(&self) -> bool {
-        self.kind == EventKind::Form.index()
+        self.kind == EventKind::Form
     }
 
     /// Whether the event may read model `m`'s state.
     pub fn model(&self, m: usize) -> bool {
-        test(self.models, m)
-    }
-
-    /// Whether the event may read the cap ledger of rule `r` of model `m`.
-    #[cfg(test)]
-    fn ledger(&self, m: usize, r: usize) -> bool {
-        self.model(m) && test(self.ledgers.get(m).map_or(u64::MAX, |k| k[self.kind]), r)
+        m >= 64 || self.models >> m & 1 == 1
     }
 
     /// Calls `f` with each cap ledger of `state` that the event may read.
     fn each_ledger(&self, state: &ContactState, mut f: impl FnMut(&CapLedger)) {
-        for (m, ms) in state.models.iter().enumerate() {
-            if !self.model(m) {
-                continue;
-            }
-            let capped = self.ledgers.get(m).map_or(u64::MAX, |k| k[self.kind]);
+        for (ms, &capped) in state.models.iter().zip(self.ledgers) {
             if capped == 0 {
                 continue;
             }
             for acc in ms.rules.iter() {
-                if test(capped, acc.rule as usize) {
-                    if let Some(ledger) = acc.cap.as_deref() {
-                        f(ledger);
-                    }
+                let matched = acc.rule >= 64 || capped >> acc.rule & 1 == 1;
+                if let Some(ledger) = acc.cap.as_deref().filter(|_| matched) {
+                    f(ledger);
                 }
             }
         }
@@ -170,6 +144,9 @@ pub fn prefetch_cap_times(state: &ContactState, parts: &Parts) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{EmailAction, EventBody};
+    use crate::scoring::state::RuleAcc;
+    use crate::scoring::Engine;
 
     const RULES: &str = r#"
 [[model]]
@@ -222,7 +199,7 @@ window_days = 30
         let reads = reads();
         for kind in EventKind::ALL {
             assert_eq!(
-                reads.of(kind).profile(),
+                reads.of(kind, &[0, 0]).profile(),
                 kind == EventKind::Form,
                 "{kind:?}"
             );
@@ -235,29 +212,68 @@ window_days = 30
     fn a_model_is_read_by_the_kinds_that_may_change_it() {
         let reads = reads();
         for kind in EventKind::ALL {
-            assert!(reads.of(kind).model(0), "{kind:?}");
+            assert!(reads.of(kind, &[0, 0]).model(0), "{kind:?}");
             assert_eq!(
-                reads.of(kind).model(1),
+                reads.of(kind, &[0, 0]).model(1),
                 kind == EventKind::Purchase,
                 "{kind:?}"
             );
         }
         // Past the masks' 64 bits, everything is read.
-        assert!(reads.of(EventKind::Email).model(64));
+        assert!(reads.of(EventKind::Email, &[0, 0]).model(64));
     }
 
-    /// Engagement rules are numbered apart from fit rules: "pricing" is 0.
+    /// Only the ledgers of the capped rules the event matches are read
+    /// ("pricing" is engagement rule 0 of model "a", "open" its rule 2,
+    /// "buy" rule 0 of model "b").
     #[test]
-    fn a_ledger_is_read_by_its_rules_kind_only() {
-        let reads = reads();
-        let (page, email) = (reads.of(EventKind::PageVisit), reads.of(EventKind::Email));
-        assert!(page.ledger(0, 0));
-        assert!(!email.ledger(0, 0));
-        // "click" is not capped; "open" is, and matches email events.
-        assert!(!email.ledger(0, 1));
-        assert!(email.ledger(0, 2));
-        assert!(!page.ledger(0, 2));
-        assert!(reads.of(EventKind::Purchase).ledger(1, 0));
-        assert!(!reads.of(EventKind::Form).ledger(1, 0));
+    fn only_the_ledgers_of_matched_capped_rules_are_read() {
+        let rules = RuleSet::parse(RULES).unwrap();
+        let engine = Engine::new(rules.clone(), 0);
+        let reads = Reads::new(&rules);
+        let mut state = engine.new_contact();
+        for (m, r) in [(0, 0), (0, 1), (0, 2), (1, 0)] {
+            let capped = rules.models[m].engagement_rules[r as usize].cap.is_some();
+            state.models[m].rules.push(RuleAcc {
+                rule: r,
+                decaying: 0.0,
+                steady: 0.0,
+                matches: 1,
+                cap: capped.then(Box::default),
+            });
+        }
+        let ledger = |m: usize, k: usize| {
+            let acc = &state.models[m].rules[k];
+            acc.cap.as_deref().unwrap() as *const CapLedger
+        };
+        let read = |body: EventBody| {
+            let masks: Vec<u64> = (0..2)
+                .map(|m| engine.capped_matches(m, &body, engine.url_matches(&body)))
+                .collect();
+            let mut seen = Vec::new();
+            let parts = reads.of(body.kind(), &masks);
+            parts.each_ledger(&state, |l| seen.push(l as *const CapLedger));
+            seen
+        };
+        let visit = |url: &str| EventBody::PageVisit {
+            url: url.into(),
+            referrer: None,
+            title: None,
+        };
+        let email = |action| EventBody::Email {
+            email_id: "em-1".into(),
+            action,
+            link_url: None,
+        };
+        let purchase = EventBody::Purchase {
+            product_id: "p".into(),
+            amount: Some(10.0),
+            currency: None,
+        };
+        assert_eq!(read(visit("https://x/pricing")), vec![ledger(0, 0)]);
+        assert_eq!(read(visit("https://x/blog")), vec![]);
+        assert_eq!(read(email(EmailAction::Open)), vec![ledger(0, 2)]);
+        assert_eq!(read(email(EmailAction::Click)), vec![]);
+        assert_eq!(read(purchase), vec![ledger(1, 0)]);
     }
 }

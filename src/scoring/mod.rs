@@ -57,12 +57,19 @@ impl Effects {
 }
 
 /// The scoring engine: the compiled rules plus the few knobs scoring needs.
+/// Bit `k` set when numbered URL glob `k` matches the event's URL (see
+/// [`Engine::url_matches`]); only the engine makes one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UrlMatches(Option<u64>);
+
 #[derive(Debug, Clone)]
 pub struct Engine {
     rules: RuleSet,
     /// Per model and event kind (as in `EventKind::ALL`): the engagement
     /// rules that can match, in file order.
     by_kind: Vec<[Vec<usize>; 4]>,
+    /// The same, of capped rules only.
+    capped_by_kind: Vec<[Vec<usize>; 4]>,
     urls: urls::UrlGlobs,
     /// How late an event may be for windowed caps to stay exact.
     late_grace_ms: i64,
@@ -70,7 +77,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(rules: RuleSet, late_grace_ms: i64) -> Engine {
-        let by_kind = rules
+        let by_kind: Vec<[Vec<usize>; 4]> = rules
             .models
             .iter()
             .map(|model| {
@@ -83,8 +90,19 @@ impl Engine {
                 })
             })
             .collect();
+        let capped_by_kind = by_kind
+            .iter()
+            .zip(&rules.models)
+            .map(|(kinds, model)| {
+                kinds.clone().map(|rules| {
+                    let capped = |r: &usize| model.engagement_rules[*r].cap.is_some();
+                    rules.into_iter().filter(capped).collect()
+                })
+            })
+            .collect();
         Engine {
             by_kind,
+            capped_by_kind,
             urls: urls::UrlGlobs::new(&rules),
             rules,
             late_grace_ms,
@@ -121,12 +139,32 @@ impl Engine {
         now: EventTime,
         fx: &mut Effects,
     ) {
-        let t = event.occurred_at;
-        let kind = event.body.kind().index();
-        let urls = match &event.body {
+        let urls = self.url_matches(&event.body);
+        self.apply_matched(contact, event, urls, topic, now, fx)
+    }
+
+    /// Which of the rules' URL globs an event matches: worked out once for
+    /// a caller that needs it before [`Engine::apply_matched`] too.
+    pub fn url_matches(&self, body: &EventBody) -> UrlMatches {
+        UrlMatches(match body {
             EventBody::PageVisit { url, .. } => self.urls.matching(url),
             _ => None,
-        };
+        })
+    }
+
+    /// [`Engine::apply_event`], given the event's [`Engine::url_matches`].
+    pub fn apply_matched(
+        &self,
+        contact: &mut ContactState,
+        event: &Event,
+        urls: UrlMatches,
+        topic: &str,
+        now: EventTime,
+        fx: &mut Effects,
+    ) {
+        let t = event.occurred_at;
+        let kind = event.body.kind().index();
+        let urls = urls.0;
         // Models the event cannot change are left as they are: no rule of
         // theirs matches, their fit cannot move (not a form, or no fit
         // rules), neither can their penalty (none, or the event is not the
@@ -260,6 +298,19 @@ impl Engine {
             }
             _ => self.rules.models[m].engagement_rules[r].matches(body),
         }
+    }
+
+    /// Bit `r` set for each capped engagement rule `r` of model `m` that
+    /// `body` matches (past the 64th rule, all bits): the cap ledgers that
+    /// applying the event may read. Replay prefetches by it.
+    pub fn capped_matches(&self, m: usize, body: &EventBody, urls: UrlMatches) -> u64 {
+        let mut mask = 0;
+        for &r in &self.capped_by_kind[m][body.kind().index()] {
+            if self.rule_item(m, r, body, urls.0).is_some() {
+                mask |= 1u64.checked_shl(r as u32).unwrap_or(u64::MAX);
+            }
+        }
+        mask
     }
 
     /// Fires the timer of `model` due at `at`: applies the predicted change
