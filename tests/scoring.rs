@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use leadscore::event::output::Cause;
 use leadscore::event::{EmailAction, FieldValue};
+use leadscore::scoring::{Effects, UrlMatches};
 
 const TIERS: &str =
     r#"tiers = [{ name = "cold" }, { name = "warm", min = 20 }, { name = "hot", min = 50 }]"#;
@@ -399,4 +400,44 @@ fn a_million_events_keep_state_small() {
     let p = ms.acc(0).unwrap().decaying * 0.98f64.powf(c.clock.days_since(ms.ref_time));
     assert!((p - want_p).abs() < 1e-6 * want_p, "{p} vs {want_p}");
     assert!(s.engagement > want_p);
+}
+
+/// URL globs worked out ahead (`url_matches`) or not at all (the default)
+/// score exactly as `apply_event` does.
+#[test]
+fn url_matches_worked_out_ahead_or_not_score_alike() {
+    let rules = two_models();
+    let engine = engine(&rules);
+    let events = [
+        visit("e1", "https://x/add-ons/sso", at(0.0)),
+        visit("e2", "https://x/pricing", at(1.0)),
+        visit("e3", "https://x/add-ons/audit", at(2.0)),
+    ];
+    let run = |how: u8| {
+        let mut state = engine.new_contact();
+        let mut changes = Vec::new();
+        for e in &events {
+            let mut fx = Effects::default();
+            let now = e.occurred_at;
+            match how {
+                0 => engine.apply_event(&mut state, e, "t", now, &mut fx),
+                1 => {
+                    let urls = engine.url_matches(&e.body);
+                    engine.apply_matched(&mut state, e, urls, "t", now, &mut fx)
+                }
+                _ => engine.apply_matched(&mut state, e, UrlMatches::default(), "t", now, &mut fx),
+            }
+            changes.extend(fx.changes);
+        }
+        (state, changes)
+    };
+    let (plain, ahead, default) = (run(0), run(1), run(2));
+    let moves: Vec<_> = plain.1.iter().map(|c| (c.model, c.to)).collect();
+    assert_eq!(
+        moves,
+        vec![(1, 1)],
+        "the add-ons glob moves the second model"
+    );
+    assert_eq!(ahead, plain);
+    assert_eq!(default, plain);
 }

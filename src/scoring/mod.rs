@@ -56,12 +56,13 @@ impl Effects {
     }
 }
 
-/// The scoring engine: the compiled rules plus the few knobs scoring needs.
-/// Bit `k` set when numbered URL glob `k` matches the event's URL (see
-/// [`Engine::url_matches`]); only the engine makes one.
+/// Bit `k` set when numbered URL glob `k` matches an event's URL, as
+/// [`Engine::url_matches`] works it out. Only the engine fills one in; the
+/// default (nothing worked out) leaves each rule to match the URL itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UrlMatches(Option<u64>);
 
+/// The scoring engine: the compiled rules plus the few knobs scoring needs.
 #[derive(Debug, Clone)]
 pub struct Engine {
     rules: RuleSet,
