@@ -182,15 +182,20 @@ impl<W: Write> Replayer<W> {
             self.batch_digests.push(d);
             self.batch_kinds
                 .push(item.as_ref().ok().map(|e| e.body.kind()));
-            let urls = item.as_ref().map(|e| self.engine.url_matches(&e.body));
-            for m in 0..self.reads.models() {
-                let caps = match (item, urls) {
-                    (Ok(e), Ok(urls)) => self.engine.capped_matches(m, &e.body, urls),
-                    _ => 0,
-                };
-                self.batch_caps.push(caps);
-            }
-            self.batch_urls.push(urls.unwrap_or_default());
+            let urls = match item {
+                Ok(e) => {
+                    let urls = self.engine.url_matches(&e.body);
+                    self.engine
+                        .capped_matches(&e.body, urls, &mut self.batch_caps);
+                    urls
+                }
+                Err(_) => {
+                    let models = self.reads.models();
+                    self.batch_caps.extend(std::iter::repeat_n(0, models));
+                    UrlMatches::default()
+                }
+            };
+            self.batch_urls.push(urls);
         }
         for (k, (_, item)) in window.iter().enumerate().skip(held) {
             let idx = match item {

@@ -247,9 +247,8 @@ window_days = 30
             acc.cap.as_deref().unwrap() as *const CapLedger
         };
         let read = |body: EventBody| {
-            let masks: Vec<u64> = (0..2)
-                .map(|m| engine.capped_matches(m, &body, engine.url_matches(&body)))
-                .collect();
+            let mut masks = Vec::new();
+            engine.capped_matches(&body, engine.url_matches(&body), &mut masks);
             let mut seen = Vec::new();
             let parts = reads.of(body.kind(), &masks);
             parts.each_ledger(&state, |l| seen.push(l as *const CapLedger));

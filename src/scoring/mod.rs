@@ -301,17 +301,21 @@ impl Engine {
         }
     }
 
-    /// Bit `r` set for each capped engagement rule `r` of model `m` that
-    /// `body` matches (past the 64th rule, all bits): the cap ledgers that
-    /// applying the event may read. Replay prefetches by it.
-    pub fn capped_matches(&self, m: usize, body: &EventBody, urls: UrlMatches) -> u64 {
-        let mut mask = 0;
-        for &r in &self.capped_by_kind[m][body.kind().index()] {
-            if self.rule_item(m, r, body, urls.0).is_some() {
-                mask |= 1u64.checked_shl(r as u32).unwrap_or(u64::MAX);
+    /// Appends to `out`, per model, a mask with bit `r` set for each capped
+    /// engagement rule `r` that `body` matches (past the 64th rule, all
+    /// bits): the cap ledgers that applying the event may read. Replay
+    /// prefetches by it.
+    pub fn capped_matches(&self, body: &EventBody, urls: UrlMatches, out: &mut Vec<u64>) {
+        let kind = body.kind().index();
+        for (m, kinds) in self.capped_by_kind.iter().enumerate() {
+            let mut mask = 0;
+            for &r in &kinds[kind] {
+                if self.rule_item(m, r, body, urls.0).is_some() {
+                    mask |= 1u64.checked_shl(r as u32).unwrap_or(u64::MAX);
+                }
             }
+            out.push(mask);
         }
-        mask
     }
 
     /// Fires the timer of `model` due at `at`: applies the predicted change
