@@ -28,7 +28,7 @@ use crate::scoring::{ContactState, Effects, Engine, TierChange, UrlMatches};
 use crate::time::EventTime;
 use crate::timer::{DenseIndex, TimerWheel};
 use index::ContactIndex;
-use prefetch::{prefetch_cap_times, prefetch_deep, prefetch_heap, Reads};
+use prefetch::{prefetch_cap_times, prefetch_deep, prefetch_heap, Parts};
 
 /// Counts reported at the end of a replay.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -99,8 +99,6 @@ pub struct Replayer<W: Write> {
     batch_kinds: Vec<Option<EventKind>>,
     batch_caps: Vec<u64>,
     batch_urls: Vec<UrlMatches>,
-    /// What each kind of event reads of a contact's state.
-    reads: Reads,
     due: BinaryHeap<Reverse<(EventTime, TimerKey)>>,
     pub stats: ReplayStats,
 }
@@ -108,7 +106,6 @@ pub struct Replayer<W: Write> {
 impl<W: Write> Replayer<W> {
     pub fn new(engine: Engine, topics: TopicMap, dedupe_window_ms: i64, out: W) -> Self {
         let models = engine.rules().models.len();
-        let reads = Reads::new(engine.rules());
         Replayer {
             engine,
             topics,
@@ -127,7 +124,6 @@ impl<W: Write> Replayer<W> {
             batch_kinds: Vec::new(),
             batch_caps: Vec::new(),
             batch_urls: Vec::new(),
-            reads,
             due: BinaryHeap::new(),
             stats: ReplayStats::default(),
         }
@@ -172,6 +168,7 @@ impl<W: Write> Replayer<W> {
     fn run(&mut self, rejects: &mut impl Write, last: bool) -> io::Result<()> {
         // Lines held from the last run already have their candidates.
         let held = self.batch_idx.len();
+        let models = self.engine.rules().models.len();
         let mut window = std::mem::take(&mut self.window);
         // Candidates by digest only: the ids are compared (`confirm`) once
         // the slots are in cache, just before each event is applied. The
@@ -190,7 +187,6 @@ impl<W: Write> Replayer<W> {
                     urls
                 }
                 Err(_) => {
-                    let models = self.reads.models();
                     self.batch_caps.extend(std::iter::repeat_n(0, models));
                     UrlMatches::default()
                 }
@@ -241,7 +237,7 @@ impl<W: Write> Replayer<W> {
         self.batch_idx.drain(..end);
         self.batch_digests.drain(..end);
         self.batch_kinds.drain(..end);
-        self.batch_caps.drain(..end * self.reads.models());
+        self.batch_caps.drain(..end * models);
         self.batch_urls.drain(..end);
         self.flush_changes()
     }
@@ -271,10 +267,8 @@ impl<W: Write> Replayer<W> {
         let Some(kind) = self.batch_kinds[i] else {
             return;
         };
-        let models = self.reads.models();
-        let parts = self
-            .reads
-            .of(kind, &self.batch_caps[i * models..][..models]);
+        let models = self.engine.rules().models.len();
+        let parts = Parts::new(&self.engine, kind, &self.batch_caps[i * models..][..models]);
         match stage {
             1 => {
                 prefetch_heap(&slot.state, slot.seen.heap(), &parts);

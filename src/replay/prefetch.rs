@@ -5,65 +5,26 @@
 
 use crate::cache::{prefetch, prefetch_bytes};
 use crate::event::EventKind;
-use crate::rules::RuleSet;
 use crate::scoring::caps::CapLedger;
-use crate::scoring::ContactState;
+use crate::scoring::{ContactState, Engine};
 
-/// What each kind of event reads of a contact's state, by the rules.
-#[derive(Debug, Clone)]
-pub struct Reads {
-    /// By [`EventKind::index`], bit `m`: whether such an event may change
-    /// model `m` (a rule of that kind, fit rules and a form, or inactivity
-    /// penalties). A model that cannot is left alone by the engine, unless
-    /// it is the contact's first event or a predicted change is due (rare:
-    /// such a model's parts are then read without a prefetch). Past the
-    /// 64th model, every model is read.
-    models: [u64; 4],
-    count: usize,
-}
-
-/// What one event reads (see [`Reads::of`]).
+/// What one event reads of its contact's state.
 pub struct Parts<'e> {
     kind: EventKind,
+    /// The models it may change ([`Engine::may_change`]). One it cannot is
+    /// read only on a contact's first event or when its predicted change is
+    /// due (rare: its parts are then read without a prefetch).
     models: u64,
-    /// Per model, the capped rules the event matches
-    /// ([`crate::scoring::Engine::capped_matches`]).
+    /// Per model, the capped rules it matches ([`Engine::capped_matches`]).
     ledgers: &'e [u64],
 }
 
-impl Reads {
-    pub fn new(rules: &RuleSet) -> Reads {
-        let mut models = [0u64; 4];
-        for (m, model) in rules.models.iter().enumerate() {
-            for kind in EventKind::ALL {
-                let may_change = model
-                    .engagement_rules
-                    .iter()
-                    .any(|r| r.trigger.kind() == kind)
-                    || (kind == EventKind::Form && !model.fit_rules.is_empty())
-                    || !model.penalties.is_empty();
-                if may_change {
-                    models[kind.index()] |= 1u64.checked_shl(m as u32).unwrap_or(0);
-                }
-            }
-        }
-        Reads {
-            models,
-            count: rules.models.len(),
-        }
-    }
-
-    /// How many models there are.
-    pub fn models(&self) -> usize {
-        self.count
-    }
-
-    /// What an event of `kind` reads, given the capped rules it matches per
-    /// model.
-    pub fn of<'e>(&self, kind: EventKind, ledgers: &'e [u64]) -> Parts<'e> {
+impl<'e> Parts<'e> {
+    /// What an event of `kind` reads, given the capped rules it matches.
+    pub fn new(engine: &Engine, kind: EventKind, ledgers: &'e [u64]) -> Parts<'e> {
         Parts {
             kind,
-            models: self.models[kind.index()],
+            models: engine.may_change(kind),
             ledgers,
         }
     }
@@ -75,7 +36,7 @@ impl Parts<'_> {
         self.kind == EventKind::Form
     }
 
-    /// Whether the event may read model `m`'s state.
+    /// Whether the event may read model `m`'s state (past the 64th, always).
     pub fn model(&self, m: usize) -> bool {
         m >= 64 || self.models >> m & 1 == 1
     }
@@ -145,8 +106,8 @@ pub fn prefetch_cap_times(state: &ContactState, parts: &Parts) {
 mod tests {
     use super::*;
     use crate::event::{EmailAction, EventBody};
+    use crate::rules::RuleSet;
     use crate::scoring::state::RuleAcc;
-    use crate::scoring::Engine;
 
     const RULES: &str = r#"
 [[model]]
@@ -190,16 +151,16 @@ max_times = 2
 window_days = 30
 "#;
 
-    fn reads() -> Reads {
-        Reads::new(&RuleSet::parse(RULES).unwrap())
+    fn engine() -> Engine {
+        Engine::new(RuleSet::parse(RULES).unwrap(), 0)
     }
 
     #[test]
     fn only_a_form_reads_the_profile() {
-        let reads = reads();
+        let engine = engine();
         for kind in EventKind::ALL {
             assert_eq!(
-                reads.of(kind, &[0, 0]).profile(),
+                Parts::new(&engine, kind, &[0, 0]).profile(),
                 kind == EventKind::Form,
                 "{kind:?}"
             );
@@ -210,17 +171,17 @@ window_days = 30
     /// without changes only on the kinds its rules match.
     #[test]
     fn a_model_is_read_by_the_kinds_that_may_change_it() {
-        let reads = reads();
+        let engine = engine();
         for kind in EventKind::ALL {
-            assert!(reads.of(kind, &[0, 0]).model(0), "{kind:?}");
+            assert!(Parts::new(&engine, kind, &[0, 0]).model(0), "{kind:?}");
             assert_eq!(
-                reads.of(kind, &[0, 0]).model(1),
+                Parts::new(&engine, kind, &[0, 0]).model(1),
                 kind == EventKind::Purchase,
                 "{kind:?}"
             );
         }
         // Past the masks' 64 bits, everything is read.
-        assert!(reads.of(EventKind::Email, &[0, 0]).model(64));
+        assert!(Parts::new(&engine, EventKind::Email, &[0, 0]).model(64));
     }
 
     /// Only the ledgers of the capped rules the event matches are read
@@ -230,7 +191,6 @@ window_days = 30
     fn only_the_ledgers_of_matched_capped_rules_are_read() {
         let rules = RuleSet::parse(RULES).unwrap();
         let engine = Engine::new(rules.clone(), 0);
-        let reads = Reads::new(&rules);
         let mut state = engine.new_contact();
         for (m, r) in [(0, 0), (0, 1), (0, 2), (1, 0)] {
             let capped = rules.models[m].engagement_rules[r as usize].cap.is_some();
@@ -250,7 +210,7 @@ window_days = 30
             let mut masks = Vec::new();
             engine.capped_matches(&body, engine.url_matches(&body), &mut masks);
             let mut seen = Vec::new();
-            let parts = reads.of(body.kind(), &masks);
+            let parts = Parts::new(&engine, body.kind(), &masks);
             parts.each_ledger(&state, |l| seen.push(l as *const CapLedger));
             seen
         };

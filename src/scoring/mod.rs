@@ -71,6 +71,9 @@ pub struct Engine {
     by_kind: Vec<[Vec<usize>; 4]>,
     /// The same, of capped rules only.
     capped_by_kind: Vec<[Vec<usize>; 4]>,
+    /// By event kind, bit `m`: whether such an event may change model `m`
+    /// (see [`Engine::may_change`]).
+    changeable: [u64; 4],
     urls: urls::UrlGlobs,
     /// How late an event may be for windowed caps to stay exact.
     late_grace_ms: i64,
@@ -101,9 +104,22 @@ impl Engine {
                 })
             })
             .collect();
+        let mut changeable = [0u64; 4];
+        for (m, (kinds, model)) in by_kind.iter().zip(&rules.models).enumerate().take(64) {
+            for kind in EventKind::ALL {
+                let k = kind.index();
+                if !kinds[k].is_empty()
+                    || (kind == EventKind::Form && !model.fit_rules.is_empty())
+                    || !model.penalties.is_empty()
+                {
+                    changeable[k] |= 1 << m;
+                }
+            }
+        }
         Engine {
             by_kind,
             capped_by_kind,
+            changeable,
             urls: urls::UrlGlobs::new(&rules),
             rules,
             late_grace_ms,
@@ -187,6 +203,10 @@ impl Engine {
                 || self.by_kind[m][kind]
                     .iter()
                     .any(|&r| self.rule_item(m, r, &event.body, urls).is_some());
+            debug_assert!(
+                !can_change || first || due || self.changeable[kind] >> m & 1 == 1,
+                "may_change must cover every model an event can change"
+            );
             quiet |= u64::from(!can_change) << m;
         }
         let is_quiet = |m: usize| m < 64 && quiet >> m & 1 == 1;
@@ -299,6 +319,15 @@ impl Engine {
             }
             _ => self.rules.models[m].engagement_rules[r].matches(body),
         }
+    }
+
+    /// Bit `m` set when an event of `kind` may change model `m`: it has a
+    /// rule of that kind, fit rules and the event is a form, or inactivity
+    /// penalties. Every other model of the first 64 is left alone by
+    /// [`Engine::apply_matched`], unless it is the contact's first event or
+    /// the model's predicted change is due. Replay prefetches by it.
+    pub fn may_change(&self, kind: EventKind) -> u64 {
+        self.changeable[kind.index()]
     }
 
     /// Appends to `out`, per model, a mask with bit `r` set for each capped
