@@ -258,8 +258,6 @@ impl<W: Write> Replayer<W> {
         let idx = self.batch_idx[i];
         if stage == 0 {
             prefetch_bytes((slot as *const Slot).cast(), std::mem::size_of::<Slot>());
-            // The models' timer index entries are side by side.
-            self.wheel.prefetch_key(&(idx, 0));
             return;
         }
         // Only what the event will read: a page walk costs even when

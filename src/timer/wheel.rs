@@ -50,6 +50,13 @@ pub trait KeyIndex<K> {
     /// Hints the cache to fetch where `key`'s entry number is kept.
     fn prefetch(&self, _key: &K) {}
 
+    /// The entry number `key` always has, if the index fixes one (then
+    /// `insert` is always given it, and no entry is ever reused by another
+    /// key): finding a key's entry then reads nothing but the entry.
+    fn fixed_entry(&self, _key: &K) -> Option<u32> {
+        None
+    }
+
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -78,11 +85,14 @@ impl<K: Clone + Eq + Hash> KeyIndex<K> for HashMap<K, u32> {
 }
 
 /// An index for keys `(n, m)` with `m` below a fixed bound and `n` dense
-/// from 0 (contact number, model): a flat array, no hashing, 4 bytes a key.
+/// from 0 (contact number, model): each key's entry is fixed at
+/// `n * bound + m`, so the index keeps only one bit a key (whether its entry
+/// is in use), small enough to stay in cache, and the entries of one `n`
+/// sit side by side.
 #[derive(Debug, Clone)]
 pub struct DenseIndex {
     per_n: usize,
-    entries: Vec<u32>,
+    used: Vec<u64>,
     len: usize,
 }
 
@@ -91,7 +101,7 @@ impl DenseIndex {
     pub fn new(per_n: usize) -> DenseIndex {
         DenseIndex {
             per_n: per_n.max(1),
-            entries: Vec::new(),
+            used: Vec::new(),
             len: 0,
         }
     }
@@ -100,55 +110,57 @@ impl DenseIndex {
         debug_assert!((key.1 as usize) < self.per_n, "key {key:?} out of range");
         key.0 as usize * self.per_n + key.1 as usize
     }
+
+    fn is_used(&self, at: usize) -> bool {
+        self.used
+            .get(at / 64)
+            .is_some_and(|w| w >> (at % 64) & 1 == 1)
+    }
 }
 
 impl KeyIndex<(u32, u16)> for DenseIndex {
     fn get(&self, key: &(u32, u16)) -> Option<u32> {
-        self.entries
-            .get(self.at(key))
-            .copied()
-            .filter(|&e| e != NIL)
+        let at = self.at(key);
+        self.is_used(at).then_some(at as u32)
     }
 
     fn insert(&mut self, key: (u32, u16), entry: u32) {
         let at = self.at(&key);
-        if at >= self.entries.len() {
-            let grown = (at + 1).max(self.entries.len() * 2);
-            self.entries.resize(grown, NIL);
+        debug_assert_eq!(entry as usize, at, "entry not the one fixed for {key:?}");
+        if at / 64 >= self.used.len() {
+            let grown = (at / 64 + 1).max(self.used.len() * 2);
+            self.used.resize(grown, 0);
         }
-        if self.entries[at] == NIL {
+        if !self.is_used(at) {
             self.len += 1;
         }
-        self.entries[at] = entry;
+        self.used[at / 64] |= 1 << (at % 64);
     }
 
     fn remove(&mut self, key: &(u32, u16)) -> Option<u32> {
         let at = self.at(key);
-        let slot = self.entries.get_mut(at)?;
-        if *slot == NIL {
+        if !self.is_used(at) {
             return None;
         }
         self.len -= 1;
-        Some(std::mem::replace(slot, NIL))
+        self.used[at / 64] &= !(1 << (at % 64));
+        Some(at as u32)
     }
 
     fn len(&self) -> usize {
         self.len
     }
 
-    fn prefetch(&self, key: &(u32, u16)) {
-        if let Some(e) = self.entries.get(self.at(key)) {
-            crate::cache::prefetch(e as *const u32);
-        }
+    fn fixed_entry(&self, key: &(u32, u16)) -> Option<u32> {
+        let at = u32::try_from(self.at(key)).ok().filter(|&at| at != NIL);
+        Some(at.expect("timer keys fit 2^32 - 1 entries"))
     }
 
     fn keys(&self) -> Vec<(u32, u16)> {
         let per_n = self.per_n;
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, &e)| e != NIL)
-            .map(|(i, _)| ((i / per_n) as u32, (i % per_n) as u16))
+        (0..self.used.len() * 64)
+            .filter(|&at| self.is_used(at))
+            .map(|at| ((at / per_n) as u32, (at % per_n) as u16))
             .collect()
     }
 }
@@ -222,9 +234,17 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
     }
 
     /// Hints the cache to fetch where the index keeps `key`'s entry: a
-    /// first step before [`Self::prefetch_entry`].
+    /// first step before [`Self::prefetch_entry`]. With an index that fixes
+    /// entries ([`KeyIndex::fixed_entry`]), the entry itself: no second step.
     pub fn prefetch_key(&self, key: &K) {
-        self.index.prefetch(key);
+        match self.index.fixed_entry(key) {
+            Some(i) => {
+                if let Some(e) = self.entries.get(i as usize) {
+                    crate::cache::prefetch(e as *const Entry<K>);
+                }
+            }
+            None => self.index.prefetch(key),
+        }
     }
 
     /// Hints the cache to fetch the timer entry of `key`, if it has one
@@ -246,18 +266,27 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
     /// at or before the wheel's clock is returned by the next `poll`.
     pub fn insert(&mut self, key: K, due: EventTime) {
         self.cancel(&key);
-        let idx = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.entries.push(Entry {
-                    key: None,
-                    tick: 0,
-                    prev: NIL,
-                    next: NIL,
-                    loc: Loc::Free,
-                });
-                (self.entries.len() - 1) as u32
+        let free = Entry {
+            key: None,
+            tick: 0,
+            prev: NIL,
+            next: NIL,
+            loc: Loc::Free,
+        };
+        let idx = match self.index.fixed_entry(&key) {
+            Some(i) => {
+                if i as usize >= self.entries.len() {
+                    self.entries.resize(i as usize + 1, free);
+                }
+                i
             }
+            None => match self.free.pop() {
+                Some(i) => i,
+                None => {
+                    self.entries.push(free);
+                    (self.entries.len() - 1) as u32
+                }
+            },
         };
         let e = &mut self.entries[idx as usize];
         e.key = Some(key.clone());
@@ -273,8 +302,9 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
         let e = &mut self.entries[idx as usize];
         e.key = None;
         e.loc = Loc::Free;
-        self.free.push(idx);
-        Some(time(e.tick))
+        let due = time(e.tick);
+        self.release(key, idx);
+        Some(due)
     }
 
     /// Removes every timer whose key matches.
@@ -478,6 +508,57 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
         e.loc = Loc::Free;
         out.push((time(e.tick), key.clone()));
         self.index.remove(&key);
-        self.free.push(idx);
+        self.release(&key, idx);
+    }
+
+    /// Keeps entry `idx`, just freed by `key`, for reuse by any key (unless
+    /// the index fixes it for `key`).
+    fn release(&mut self, key: &K, idx: u32) {
+        if self.index.fixed_entry(key).is_none() {
+            self.free.push(idx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dense_index_fixes_each_keys_entry_and_keeps_one_bit_for_it() {
+        let mut index = DenseIndex::new(3);
+        assert_eq!(index.fixed_entry(&(5, 2)), Some(17));
+        assert_eq!(index.get(&(5, 2)), None);
+        index.insert((5, 2), 17);
+        index.insert((70, 0), 210);
+        assert_eq!(
+            (index.get(&(5, 2)), index.get(&(70, 0))),
+            (Some(17), Some(210))
+        );
+        assert_eq!(index.len(), 2);
+        assert_eq!(index.keys(), vec![(5, 2), (70, 0)]);
+        assert_eq!(index.remove(&(5, 2)), Some(17));
+        assert_eq!((index.remove(&(5, 2)), index.get(&(5, 2))), (None, None));
+        assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn a_wheel_on_a_dense_index_keeps_each_timer_at_its_keys_entry() {
+        let mut wheel = TimerWheel::with_index(EventTime::from_millis(0), DenseIndex::new(2));
+        wheel.insert((3, 1), EventTime::from_millis(50));
+        wheel.insert((0, 0), EventTime::from_millis(90));
+        assert_eq!(wheel.entries.len(), 8);
+        assert_eq!(wheel.entries[7].key, Some((3, 1)));
+        assert_eq!(wheel.entries[0].key, Some((0, 0)));
+        wheel.cancel(&(3, 1));
+        wheel.insert((1, 0), EventTime::from_millis(70));
+        assert_eq!(wheel.entries[2].key, Some((1, 0)));
+        assert_eq!(wheel.entries[7].key, None);
+        assert!(wheel.free.is_empty(), "fixed entries are never pooled");
+        let mut out = Vec::new();
+        wheel.poll(EventTime::from_millis(100), &mut out);
+        let fired: Vec<_> = out.iter().map(|(t, k)| (t.millis(), *k)).collect();
+        assert_eq!(fired, vec![(70, (1, 0)), (90, (0, 0))]);
+        assert!(wheel.is_empty());
     }
 }
