@@ -105,11 +105,13 @@ const LIST_MAX: usize = 8;
 /// The times of each item of a `per_item` cap: a list searched in order while
 /// short (most contacts open a handful of emails in a window, and a table's
 /// smallest allocation holds four entries and a control block), a table past
-/// [`LIST_MAX`] items. Stored as a map of item to times either way.
+/// [`LIST_MAX`] items. Stored as a map of item to times either way. The
+/// table, rare, is boxed: the list alone sets the size, so that a ledger
+/// fits one cache line.
 #[derive(Debug, Clone)]
 enum Items {
     List(Vec<(CompactString, ItemTimes)>),
-    Table(HashMap<CompactString, ItemTimes>),
+    Table(Box<HashMap<CompactString, ItemTimes>>),
 }
 
 impl Default for Items {
@@ -133,7 +135,7 @@ impl Items {
         };
         if let Items::List(list) = self {
             if found.is_none() && list.len() >= LIST_MAX {
-                *self = Items::Table(std::mem::take(list).into_iter().collect());
+                *self = Items::Table(Box::new(std::mem::take(list).into_iter().collect()));
             }
         }
         match self {
@@ -172,7 +174,7 @@ impl Items {
             Items::Table(table) => (None, Some(table)),
         };
         let listed = list.into_iter().flatten().map(|(k, v)| (k, v));
-        listed.chain(table.into_iter().flatten())
+        listed.chain(table.into_iter().flat_map(|t| t.iter()))
     }
 }
 
@@ -254,6 +256,11 @@ mod tests {
 
     fn t(days: i64) -> EventTime {
         EventTime::from_millis(days * DAY)
+    }
+
+    #[test]
+    fn a_ledger_fits_one_cache_line() {
+        assert!(std::mem::size_of::<CapLedger>() <= 64);
     }
 
     #[test]
