@@ -88,7 +88,9 @@ impl<K: Clone + Eq + Hash> KeyIndex<K> for HashMap<K, u32> {
 /// from 0 (contact number, model): each key's entry is fixed at
 /// `n * bound + m`, so the index keeps only one bit a key (whether its entry
 /// is in use), small enough to stay in cache, and the entries of one `n`
-/// sit side by side.
+/// sit side by side. The wheel then holds an entry for every key up to the
+/// largest it has seen, in use or not: fit for keys that are all live, as
+/// a replay's contacts are.
 #[derive(Debug, Clone)]
 pub struct DenseIndex {
     per_n: usize,
