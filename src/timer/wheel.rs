@@ -47,9 +47,6 @@ pub trait KeyIndex<K> {
     fn len(&self) -> usize;
     fn keys(&self) -> Vec<K>;
 
-    /// Hints the cache to fetch where `key`'s entry number is kept.
-    fn prefetch(&self, _key: &K) {}
-
     /// The entry number `key` always has, if the index fixes one (then
     /// `insert` is always given it, and no entry is ever reused by another
     /// key): finding a key's entry then reads nothing but the entry.
@@ -233,20 +230,6 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
     /// The wheel's clock: every timer due at or before it has been polled.
     pub fn now(&self) -> EventTime {
         time(self.elapsed)
-    }
-
-    /// Hints the cache to fetch where the index keeps `key`'s entry: a
-    /// first step before [`Self::prefetch_entry`]. With an index that fixes
-    /// entries ([`KeyIndex::fixed_entry`]), the entry itself: no second step.
-    pub fn prefetch_key(&self, key: &K) {
-        match self.index.fixed_entry(key) {
-            Some(i) => {
-                if let Some(e) = self.entries.get(i as usize) {
-                    crate::cache::prefetch(e as *const Entry<K>);
-                }
-            }
-            None => self.index.prefetch(key),
-        }
     }
 
     /// Hints the cache to fetch the timer entry of `key`, if it has one
