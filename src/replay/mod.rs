@@ -72,6 +72,29 @@ struct Slot {
     seen: RecentIds,
 }
 
+/// What looking up a decoded line found, for prefetching and applying it.
+#[derive(Debug, Clone, Copy)]
+struct LookedUp {
+    /// The contact it may be for (see [`Replayer::candidate`]); `u32::MAX`
+    /// for a line that was rejected.
+    idx: u32,
+    /// The digest of the contact id.
+    digest: u64,
+    kind: Option<EventKind>,
+    urls: UrlMatches,
+}
+
+impl LookedUp {
+    fn reject() -> LookedUp {
+        LookedUp {
+            idx: u32::MAX,
+            digest: 0,
+            kind: None,
+            urls: UrlMatches::default(),
+        }
+    }
+}
+
 /// Replays records through the engine, writing tier changes to `out`.
 pub struct Replayer<W: Write> {
     engine: Engine,
@@ -89,16 +112,11 @@ pub struct Replayer<W: Write> {
     /// Tier changes of the batch (contact, change), written at its end.
     changes: Vec<(u32, TierChange)>,
     /// Decoded lines not applied yet (see [`Self::run`]); the first
-    /// `batch_idx.len()` of them have been looked up: their contacts'
-    /// candidates in `batch_idx`, digests in `batch_digests`, kinds in
-    /// `batch_kinds` and, per model, the capped rules they match in
-    /// `batch_caps` (what their prefetching looks at).
+    /// `batch.len()` of them have been looked up, and `batch_caps` holds,
+    /// per line and model, the capped rules it matches.
     window: Vec<(u64, Result<Event, DecodeError>)>,
-    batch_idx: Vec<u32>,
-    batch_digests: Vec<u64>,
-    batch_kinds: Vec<Option<EventKind>>,
+    batch: Vec<LookedUp>,
     batch_caps: Vec<u64>,
-    batch_urls: Vec<UrlMatches>,
     due: BinaryHeap<Reverse<(EventTime, TimerKey)>>,
     pub stats: ReplayStats,
 }
@@ -119,11 +137,8 @@ impl<W: Write> Replayer<W> {
             polled: Vec::new(),
             changes: Vec::new(),
             window: Vec::with_capacity(BATCH + AHEAD),
-            batch_idx: Vec::new(),
-            batch_digests: Vec::new(),
-            batch_kinds: Vec::new(),
+            batch: Vec::new(),
             batch_caps: Vec::new(),
-            batch_urls: Vec::new(),
             due: BinaryHeap::new(),
             stats: ReplayStats::default(),
         }
@@ -148,7 +163,7 @@ impl<W: Write> Replayer<W> {
         rejects: &mut impl Write,
     ) -> io::Result<()> {
         self.window.push((line_no, item));
-        if self.window.len() >= self.batch_idx.len() + BATCH {
+        if self.window.len() >= self.batch.len() + BATCH {
             self.run(rejects, false)?;
         }
         Ok(())
@@ -167,38 +182,37 @@ impl<W: Write> Replayer<W> {
     /// events overlap (with each other, and with decoding the next lines).
     fn run(&mut self, rejects: &mut impl Write, last: bool) -> io::Result<()> {
         // Lines held from the last run already have their candidates.
-        let held = self.batch_idx.len();
+        let held = self.batch.len();
         let models = self.engine.rules().models.len();
         let mut window = std::mem::take(&mut self.window);
         // Candidates by digest only: the ids are compared (`confirm`) once
         // the slots are in cache, just before each event is applied. The
         // index buckets are prefetched first, so their misses overlap.
         for (_, item) in &window[held..] {
-            let d = item.as_ref().map_or(0, |e| index::digest(&e.contact.0));
-            self.ids.prefetch(d);
-            self.batch_digests.push(d);
-            self.batch_kinds
-                .push(item.as_ref().ok().map(|e| e.body.kind()));
-            let urls = match item {
+            let line = match item {
                 Ok(e) => {
                     let urls = self.engine.url_matches(&e.body);
                     self.engine
                         .capped_matches(&e.body, urls, &mut self.batch_caps);
-                    urls
+                    LookedUp {
+                        idx: u32::MAX,
+                        digest: index::digest(&e.contact.0),
+                        kind: Some(e.body.kind()),
+                        urls,
+                    }
                 }
                 Err(_) => {
                     self.batch_caps.extend(std::iter::repeat_n(0, models));
-                    UrlMatches::default()
+                    LookedUp::reject()
                 }
             };
-            self.batch_urls.push(urls);
+            self.ids.prefetch(line.digest);
+            self.batch.push(line);
         }
         for (k, (_, item)) in window.iter().enumerate().skip(held) {
-            let idx = match item {
-                Ok(e) => self.candidate(self.batch_digests[k], &e.contact.0),
-                Err(_) => u32::MAX,
-            };
-            self.batch_idx.push(idx);
+            if let Ok(e) = item {
+                self.batch[k].idx = self.candidate(self.batch[k].digest, &e.contact.0);
+            }
         }
         // Software pipeline: while event i is applied, the slot of event
         // i + AHEAD is fetched, what that slot points to a few events later,
@@ -223,9 +237,9 @@ impl<W: Write> Replayer<W> {
             self.stats.lines += 1;
             match item {
                 Ok(event) => {
-                    let (candidate, d) = (self.batch_idx[i], self.batch_digests[i]);
-                    let idx = self.confirm(candidate, d, &event.contact.0);
-                    self.apply(idx, &event, self.batch_urls[i])?
+                    let line = self.batch[i];
+                    let idx = self.confirm(line.idx, line.digest, &event.contact.0);
+                    self.apply(idx, &event, line.urls)?
                 }
                 Err(e) => {
                     self.stats.rejected += 1;
@@ -234,35 +248,27 @@ impl<W: Write> Replayer<W> {
             }
         }
         self.window = window;
-        self.batch_idx.drain(..end);
-        self.batch_digests.drain(..end);
-        self.batch_kinds.drain(..end);
+        self.batch.drain(..end);
         self.batch_caps.drain(..end * models);
-        self.batch_urls.drain(..end);
         self.flush_changes()
-    }
-
-    /// The slot of the batch's `i`th event, if it has one.
-    fn batch_slot(&self, i: usize) -> Option<&Slot> {
-        self.batch_idx
-            .get(i)
-            .and_then(|&x| self.contacts.get(x as usize))
     }
 
     /// One stage of prefetching the state of the batch's `i`th event; each
     /// stage reads only what the stage before brought into the cache.
     fn prefetch_stage(&self, stage: usize, i: usize) {
-        let Some(slot) = self.batch_slot(i) else {
+        let Some(&LookedUp { idx, kind, .. }) = self.batch.get(i) else {
             return;
         };
-        let idx = self.batch_idx[i];
+        let Some(slot) = self.contacts.get(idx as usize) else {
+            return;
+        };
         if stage == 0 {
             prefetch_bytes((slot as *const Slot).cast(), std::mem::size_of::<Slot>());
             return;
         }
         // Only what the event will read: a page walk costs even when
         // prefetched, so one for a part the event leaves alone is waste.
-        let Some(kind) = self.batch_kinds[i] else {
+        let Some(kind) = kind else {
             return;
         };
         let models = self.engine.rules().models.len();
