@@ -174,17 +174,18 @@ fn events(steps: &[(u8, u32, u32)]) -> Vec<Event> {
         .collect()
 }
 
+/// Whether `score` ties (up to rounding) a threshold that decides where
+/// `transition` takes model `m` from its tier: the minimum of a tier above,
+/// or the minimum less hysteresis of the tier or one below it that a drop
+/// may stop at. At such a tie the running sums' last bits decide.
 fn near_boundary(engine: &Engine, state: &ContactState, m: usize, score: f64) -> bool {
     let model = &engine.rules().models[m];
     let tier = state.models[m].tier as usize;
-    let mut bounds = vec![];
-    if let Some(up) = model.tiers.get(tier + 1) {
-        bounds.push(up.min);
-    }
-    if tier > 0 {
-        bounds.push(model.tiers[tier].min - model.hysteresis);
-    }
-    bounds.iter().any(|b| (score - b).abs() < 1e-12)
+    let above = model.tiers[tier + 1..].iter().map(|t| t.min);
+    let below = model.tiers[1..=tier]
+        .iter()
+        .map(|t| t.min - model.hysteresis);
+    above.chain(below).any(|b| (score - b).abs() < 1e-12)
 }
 
 /// Checks the prediction of every model against direct evaluation.
