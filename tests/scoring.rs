@@ -441,3 +441,74 @@ fn url_matches_worked_out_ahead_or_not_score_alike() {
     assert_eq!(ahead, plain);
     assert_eq!(default, plain);
 }
+
+/// When every expiring contribution has gone, engagement is exactly what
+/// the contributions that never expire make (here none): a fit exactly at a
+/// tier's minimum keeps that tier, whether the expiry is seen by a fired
+/// timer, by the next event, or by a score asked for in between. Subtracting
+/// each expired value from a running sum would leave a residue of ~1e-15 that
+/// can fall either side of the minimum.
+#[test]
+fn an_expiry_back_to_an_exact_threshold_keeps_the_tier() {
+    let rules = model(
+        "decay = { half_life_days = 7 }",
+        &(rule(
+            "dog",
+            "when = \"field\"\nfield = \"pet\"\nop = \"eq\"\nvalue = \"dog\"\npoints = 20",
+        ) + &rule(
+            "webinar",
+            "when = \"form_submit\"\nform_id = \"webinar*\"\npoints = 33\nexpires_after_days = 10",
+        ) + &rule(
+            "pricing",
+            "when = \"page_visit\"\npoints = 7.3\nexpires_after_days = 3",
+        ) + &rule(
+            "steady",
+            "when = \"email_open\"\npoints = 2.6\ndecays = false\nexpires_after_days = 5",
+        )),
+    );
+    let dog = [("pet", FieldValue::Text("dog".into()))];
+    // Times that leave a residue of both signs when values are subtracted.
+    for n in 0..60u32 {
+        let odd = |k: u32| f64::from((n * 7919 + k * 104_729) % 86_400_000) / 86_400_000.0;
+        let mut fired = Contact::new(&rules);
+        let mut stepped = Contact::new(&rules);
+        for c in [&mut fired, &mut stepped] {
+            c.apply(&form("f0", "signup", &dog, at(odd(1))));
+            for k in 0..=(n % 4) {
+                let day = 1.0 + f64::from(k);
+                c.apply(&form(
+                    &format!("w{k}"),
+                    "webinar-1",
+                    &[],
+                    at(day + odd(2 * k + 2)),
+                ));
+                c.apply(&visit(
+                    &format!("v{k}"),
+                    "https://x/",
+                    at(day + odd(2 * k + 3)),
+                ));
+                c.apply(&email(
+                    &format!("m{k}"),
+                    "n",
+                    EmailAction::Open,
+                    at(day + odd(5 * k + 4)),
+                ));
+            }
+        }
+        let later = at(30.0);
+        // Every contribution expired by day 15: the score is the fit alone.
+        let s = fired.score(0, later);
+        assert_eq!((s.score, s.engagement), (20.0, 0.0), "case {n}: asked for");
+        let changes = fired.run_until(later);
+        assert!(
+            changes.iter().all(|c| c.to != 0),
+            "case {n}: a score of exactly 20 is warm: {changes:?}"
+        );
+        assert_eq!(fired.tier(0), "warm", "case {n}: timers fired");
+        assert_eq!(fired.state.models[0].next, None, "case {n}");
+        // The same expiries taken in by an event's rebase instead.
+        stepped.apply(&form("f1", "other", &[], later));
+        assert_eq!(stepped.tier(0), "warm", "case {n}: next event");
+        assert_eq!(stepped.score(0, later).score, 20.0, "case {n}");
+    }
+}

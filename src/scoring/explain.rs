@@ -137,7 +137,7 @@ fn model_view(model: &Model, ms: &ModelState, contact: &ContactState, now: Event
         .collect();
     // Rebased to `now`, each rule's sums hold exactly its points now.
     let mut at_now = ms.clone();
-    at_now.rebase(model.decay_factor, now);
+    at_now.rebase(model, now);
     for acc in &at_now.rules {
         let Some(rule) = model.engagement_rules.get(acc.rule as usize) else {
             continue;

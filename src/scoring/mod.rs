@@ -219,7 +219,7 @@ impl Engine {
             .enumerate()
         {
             if !is_quiet(m) {
-                ms.rebase(model.decay_factor, now);
+                ms.rebase(model, now);
             }
         }
         // Each model's score and fit before the event (of those it can change).

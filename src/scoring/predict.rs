@@ -11,8 +11,8 @@
 
 use smallvec::SmallVec;
 
-use super::score::{clamp, curve, transition, Curve, Edge};
-use super::state::{ModelState, PredictedCause, Prediction};
+use super::score::{clamp, curve, penalty, transition, Curve, Edge};
+use super::state::{ModelState, PredictedCause, Prediction, Tracked};
 use crate::rules::DecayRate;
 use crate::rules::Model;
 use crate::time::{EventTime, MS_PER_DAY};
@@ -33,8 +33,8 @@ enum Step {
         t: EventTime,
         decays: bool,
     },
-    /// The inactivity penalty changes by `delta`.
-    Inactivity { delta: f64 },
+    /// The inactivity penalty becomes `points`, a change by `delta`.
+    Inactivity { points: f64, delta: f64 },
     /// A contribution dated after `now` starts decaying.
     DecayStart { points: f64 },
 }
@@ -107,6 +107,7 @@ pub fn predict(
                 steps.push((
                     at,
                     Step::Inactivity {
+                        points: p.points,
                         delta: p.points - previous,
                     },
                 ));
@@ -122,6 +123,8 @@ pub fn predict(
         tier: ms.tier as usize,
         start: now,
         curve: curve(model, ms, last_activity, now, Edge::At),
+        state: (ms, last_activity, now),
+        settle: None,
     };
     let mut i = 0;
     let mut visited = 0;
@@ -164,6 +167,54 @@ struct Walk<'a> {
     tier: usize,
     start: EventTime,
     curve: Curve,
+    /// The state walked from, its last activity and the walk's first instant.
+    state: (&'a ModelState, Option<EventTime>, EventTime),
+    /// Set up at the first expiry (most walks meet none); then `None` if
+    /// contributions dated ahead of the clock are pending.
+    settle: Option<Option<Settle>>,
+}
+
+/// What the walk needs to take a part of the score (decaying or steady) to
+/// exactly what the rules that never expire put in it once its last tracked
+/// contribution expires, as [`curve`] and `ModelState::rebase` do: no
+/// residue of the subtractions is left to tip a score that sits exactly on
+/// a tier's minimum. Not used when contributions dated ahead of the clock
+/// are pending (they join the parts as the walk goes; left to the plain sums).
+struct Settle {
+    /// Live tracked contributions left, by part.
+    left: Tracked,
+    /// The never-expiring decaying sum, valued at `ref_time`.
+    untracked_decaying: f64,
+    ref_time: EventTime,
+    fit: f64,
+    /// The never-expiring steady sum.
+    untracked_steady: f64,
+    /// The inactivity penalty reached.
+    penalty: f64,
+}
+
+impl Settle {
+    /// At the walk's first expiry, at `at`, before the steps at `at` are
+    /// taken: what `ms` tracks live at `now`, and the penalty just before `at`.
+    fn new(
+        model: &Model,
+        (ms, last_activity, now): (&ModelState, Option<EventTime>, EventTime),
+        at: EventTime,
+    ) -> Option<Settle> {
+        if ms.unfolded > 0 {
+            return None;
+        }
+        let expired = ms.pending.partition_point(|c| c.expired(now, false));
+        let (untracked_decaying, untracked_steady) = ms.untracked(model);
+        Some(Settle {
+            left: Tracked::of(&ms.pending[expired..]),
+            untracked_decaying,
+            ref_time: ms.ref_time,
+            fit: ms.fit,
+            untracked_steady,
+            penalty: penalty(model, last_activity, at, Edge::Before),
+        })
+    }
 }
 
 impl Walk<'_> {
@@ -205,16 +256,51 @@ impl Walk<'_> {
                 } else {
                     self.curve.constant -= points;
                 }
+                self.settle_expiry(at, decays);
                 Some(PredictedCause::Expiry { rule })
             }
-            Step::Inactivity { delta } => {
+            Step::Inactivity { points, delta } => {
                 self.curve.constant += delta;
+                if let Some(Some(s)) = &mut self.settle {
+                    s.penalty = points;
+                }
                 Some(PredictedCause::Inactivity)
             }
             Step::DecayStart { points } => {
                 self.curve.constant -= points;
                 self.curve.decaying += points;
                 None
+            }
+        }
+    }
+
+    /// After an expiry at `at` (of a decaying contribution or not): a part
+    /// whose last tracked contribution it was becomes exactly its
+    /// never-expiring sum (see [`Settle`]).
+    #[cold]
+    fn settle_expiry(&mut self, at: EventTime, decays: bool) {
+        let (model, state) = (self.model, self.state);
+        let Some(s) = self
+            .settle
+            .get_or_insert_with(|| Settle::new(model, state, at))
+        else {
+            return;
+        };
+        if decays {
+            s.left.decaying -= 1;
+            if s.left.decaying == 0 {
+                let (sum, f) = (s.untracked_decaying, self.f);
+                self.curve.decaying = if sum != 0.0 && f.decays() && at > s.ref_time {
+                    sum * f.over(at.days_since(s.ref_time))
+                } else {
+                    sum
+                };
+            }
+        } else {
+            s.left.steady -= 1;
+            if s.left.steady == 0 {
+                // Summed in the order `curve` sums them.
+                self.curve.constant = s.fit + s.penalty + s.untracked_steady;
             }
         }
     }

@@ -1,6 +1,6 @@
 //! The score formula of SPEC §4 and the tier rule with hysteresis.
 
-use super::state::ModelState;
+use super::state::{ModelState, Tracked};
 use crate::rules::Model;
 use crate::time::EventTime;
 
@@ -73,7 +73,8 @@ pub fn curve(
     } else {
         folded
     };
-    let mut constant = ms.fit + penalty(model, last_activity, now, edge) + ms.steady_total;
+    let fit_and_penalty = ms.fit + penalty(model, last_activity, now, edge);
+    let mut constant = fit_and_penalty + ms.steady_total;
     for c in ms
         .pending
         .iter()
@@ -85,6 +86,17 @@ pub fn curve(
         } else {
             constant -= c.points;
         }
+    }
+    if ms.pending.first().is_some_and(|c| c.expired(now, before)) {
+        settle(
+            model,
+            ms,
+            now,
+            before,
+            fit_and_penalty,
+            &mut decaying,
+            &mut constant,
+        );
     }
     if ms.unfolded > 0 {
         for c in ms
@@ -100,6 +112,36 @@ pub fn curve(
         }
     }
     Curve { decaying, constant }
+}
+
+/// For [`curve`], once expired contributions were taken out: a part whose tracked contributions have all expired is exactly what
+/// the rules that never expire put in it (as `ModelState::rebase` leaves
+/// it), not the residue of the subtractions.
+#[cold]
+fn settle(
+    model: &Model,
+    ms: &ModelState,
+    now: EventTime,
+    before: bool,
+    fit_and_penalty: f64,
+    decaying: &mut f64,
+    constant: &mut f64,
+) {
+    let expired = ms.pending.partition_point(|c| c.expired(now, before));
+    let gone = Tracked::of(&ms.pending[..expired]);
+    let left = Tracked::of(&ms.pending[expired..]);
+    let (untracked_decaying, untracked_steady) = ms.untracked(model);
+    if gone.decaying > 0 && left.decaying == 0 {
+        let f = model.decay_factor;
+        *decaying = if untracked_decaying != 0.0 && f.decays() && now > ms.ref_time {
+            untracked_decaying * f.over(now.days_since(ms.ref_time))
+        } else {
+            untracked_decaying
+        };
+    }
+    if gone.steady > 0 && left.steady == 0 {
+        *constant = fit_and_penalty + untracked_steady;
+    }
 }
 
 /// Fit, engagement, penalty and the clamped score at `now`.

@@ -4,13 +4,12 @@
 //! expiring contribution can be taken out of its sum when its time comes;
 //! a contribution dated ahead of the clock stays out of the sums until then.
 
-use crate::rules::DecayRate;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use super::caps::CapLedger;
 use super::profile::Profile;
-use crate::rules::{EngagementRule, Model};
+use crate::rules::{DecayRate, EngagementRule, Model};
 use crate::time::EventTime;
 
 /// Everything scoring knows about one contact.
@@ -162,7 +161,8 @@ impl ModelState {
     /// Re-expresses decaying sums at `now`, takes expired contributions out
     /// of their sums and folds in those whose time has come. `now` must not
     /// go backwards.
-    pub fn rebase(&mut self, f: DecayRate, now: EventTime) {
+    pub fn rebase(&mut self, model: &Model, now: EventTime) {
+        let f = model.decay_factor;
         if now <= self.ref_time {
             return;
         }
@@ -175,15 +175,9 @@ impl ModelState {
         }
         self.ref_time = now;
         let expired = self.pending.partition_point(|c| c.expired(now, false));
-        for i in 0..expired {
-            let c = self.pending[i];
-            if c.folded {
-                self.unfold_value(&c, f, now);
-            } else {
-                self.unfolded -= 1;
-            }
+        if expired > 0 {
+            self.take_expired(model, expired);
         }
-        self.pending.drain(..expired);
         if self.unfolded > 0 {
             for i in 0..self.pending.len() {
                 let c = &mut self.pending[i];
@@ -197,6 +191,60 @@ impl ModelState {
             }
             self.pending.retain(|c| !(c.folded && c.expires.is_none()));
         }
+    }
+
+    /// Takes the first `expired` of `pending` (rebased to `ref_time`) out
+    /// of their sums. A part (decaying or not) with no tracked contribution
+    /// left then holds exactly what the rules that never expire put in it:
+    /// its sums are set to that, so that no rounding residue of the
+    /// subtractions is left to tip a score that sits exactly on a tier's
+    /// minimum.
+    fn take_expired(&mut self, model: &Model, expired: usize) {
+        let (f, now) = (model.decay_factor, self.ref_time);
+        for i in 0..expired {
+            let c = self.pending[i];
+            if c.folded {
+                self.unfold_value(&c, f, now);
+            } else {
+                self.unfolded -= 1;
+            }
+        }
+        let gone = Tracked::of(&self.pending[..expired]);
+        self.pending.drain(..expired);
+        let left = Tracked::of(&self.pending);
+        let decaying = gone.decaying > 0 && left.decaying == 0;
+        let steady = gone.steady > 0 && left.steady == 0;
+        if !decaying && !steady {
+            return;
+        }
+        for acc in &mut self.rules {
+            if !expires(model, acc.rule) {
+                continue;
+            }
+            if decaying {
+                acc.decaying = 0.0;
+            }
+            if steady {
+                acc.steady = 0.0;
+            }
+        }
+        let (d, s) = self.untracked(model);
+        if decaying {
+            self.decaying_total = d;
+        }
+        if steady {
+            self.steady_total = s;
+        }
+    }
+
+    /// The decaying sum (valued at `ref_time`) and the steady sum of the
+    /// rules whose contributions never expire: what is left of engagement
+    /// once every tracked contribution has expired.
+    pub fn untracked(&self, model: &Model) -> (f64, f64) {
+        self.rules
+            .iter()
+            .filter(|acc| !expires(model, acc.rule))
+            .fold((0.0, 0.0), |(d, s), acc| (d + acc.decaying, s + acc.steady))
     }
 
     fn fold_value(&mut self, c: &Contribution, f: DecayRate, now: EventTime) {
@@ -284,6 +332,37 @@ impl ModelState {
             self.pending.reserve_exact(1);
         }
         self.pending.insert(at, c);
+    }
+}
+
+/// Whether rule `rule` of `model` has contributions that expire (then every
+/// one of them is tracked in `pending` until it does).
+fn expires(model: &Model, rule: u16) -> bool {
+    model
+        .engagement_rules
+        .get(rule as usize)
+        .is_some_and(|r| r.expires_after_ms.is_some())
+}
+
+/// Counts of folded, tracked contributions by part: decaying or steady.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tracked {
+    pub decaying: u32,
+    pub steady: u32,
+}
+
+impl Tracked {
+    /// Those of `pending` (a slice of `ModelState::pending`).
+    pub fn of(pending: &[Contribution]) -> Tracked {
+        let mut parts = Tracked::default();
+        for c in pending.iter().filter(|c| c.folded) {
+            if c.decays {
+                parts.decaying += 1;
+            } else {
+                parts.steady += 1;
+            }
+        }
+        parts
     }
 }
 
