@@ -162,6 +162,7 @@ class Contact:
         self.last_activity = None
         self.contribs = [[] for _ in models]  # (t, points, expires, decays, rule_id)
         self.scored = [{} for _ in models]  # (rule id, item or None) -> scored times
+        self.swept = [{} for _ in models]  # rule id -> clock of the last sweep of its items
         self.tier = [0 for _ in models]
         self.seen = {}  # event_id -> clock when seen
 
@@ -311,11 +312,21 @@ class Oracle:
                     # What a cap keeps (README, "Caps and late events"): a lifetime cap its
                     # `max_times` earliest times; a windowed one, times newer than
                     # clock - window - dedupe window (exact for events up to that late).
+                    # A per-item cap also drops, at most once a window, the items with
+                    # nothing newer than that.
                     if window is None:
                         del times[r["max_times"]:]
                     else:
                         horizon = now - round(window * DAY) - DEDUPE
                         times[:] = [s for s in times if s > horizon]
+                        items = [k for k in c.scored[mi] if k[0] == r["id"]]
+                        swept = c.swept[mi].get(r["id"])
+                        if r.get("per_item") and len(items) > 1 and (
+                                swept is None or now - swept >= round(window * DAY)):
+                            for k in items:
+                                if not c.scored[mi][k] or c.scored[mi][k][-1] <= horizon:
+                                    del c.scored[mi][k]
+                            c.swept[mi][r["id"]] = now
                 exp = t + round(r["expires_after_days"] * DAY) if "expires_after_days" in r else None
                 if exp is not None and exp <= now:
                     continue

@@ -70,7 +70,7 @@ impl RecentIds {
         let len = self.len as usize;
         let gone = self.inline[..len]
             .iter()
-            .take_while(|(at, _)| *at < horizon)
+            .take_while(|(at, _)| *at <= horizon)
             .count();
         if gone > 0 {
             self.inline.copy_within(gone..len, 0);
@@ -123,7 +123,7 @@ impl Spilled {
 
     fn seen_before(&mut self, d: u64, now: EventTime, horizon: EventTime) -> bool {
         while let Some(&(at, old)) = self.order.get(self.head) {
-            if at >= horizon {
+            if at > horizon {
                 break;
             }
             self.head += 1;
@@ -177,6 +177,32 @@ mod tests {
         assert!(!r.seen_before("e2", t, WINDOW));
     }
 
+    /// The window is `(now − window, now]`, as a cap's is and as the
+    /// service's store has it: an id seen exactly a window ago is forgotten.
+    #[test]
+    fn the_window_leaves_out_its_start() {
+        for spill in [0, 9] {
+            let mut r = RecentIds::default();
+            let t = EventTime::from_millis(0);
+            for i in 0..spill {
+                assert!(!r.seen_before(&format!("x{i}"), t, WINDOW));
+            }
+            assert!(!r.seen_before("e1", t, WINDOW));
+            assert!(
+                r.seen_before("e1", t.plus_millis(WINDOW - 1), WINDOW),
+                "{spill}"
+            );
+            assert!(
+                !r.seen_before("e1", t.plus_millis(WINDOW), WINDOW),
+                "{spill}"
+            );
+            assert!(
+                r.seen_before("e1", t.plus_millis(WINDOW), WINDOW),
+                "seen again"
+            );
+        }
+    }
+
     #[test]
     fn ids_are_forgotten_after_the_window() {
         let mut r = RecentIds::default();
@@ -196,11 +222,13 @@ mod tests {
         }
         assert!(r.spilled.is_some(), "ten ids do not fit inline");
         assert!(r.seen_before("e0", t.plus_millis(10 * DAY), WINDOW));
-        // Day 36: e0..e5 are out of the window, e6..e9 remain.
+        // Day 36: e0..e6 are out of the window (e6 is exactly 30 days old),
+        // e7..e9 remain.
         assert!(!r.seen_before("f", t.plus_millis(36 * DAY), WINDOW));
         assert!(r.spilled.is_none(), "back inline");
-        assert_eq!(r.len(), 5);
+        assert_eq!(r.len(), 4);
         assert!(r.seen_before("e9", t.plus_millis(36 * DAY), WINDOW));
+        assert!(!r.seen_before("e6", t.plus_millis(36 * DAY), WINDOW));
         assert!(r.seen_before("f", t.plus_millis(36 * DAY), WINDOW));
         assert!(!r.seen_before("e1", t.plus_millis(36 * DAY), WINDOW));
     }
@@ -217,7 +245,7 @@ mod tests {
             );
         }
         assert!(r.spilled.as_ref().is_some_and(|s| s.index.is_some()));
-        assert_eq!(r.len(), 301, "ids of the last 30 days");
+        assert_eq!(r.len(), 300, "ids of the last 30 days");
         assert!(!r.seen_before("e0", EventTime::from_millis(1000 * DAY), WINDOW));
     }
 
@@ -237,7 +265,7 @@ mod tests {
                 let id = format!("e{id}");
                 let expected = recorded
                     .iter()
-                    .any(|(at, x)| *x == id && *at >= now - WINDOW);
+                    .any(|(at, x)| *x == id && *at > now - WINDOW);
                 let got = r.seen_before(&id, EventTime::from_millis(now), WINDOW);
                 proptest::prop_assert_eq!(got, expected, "{} at {}", id, now);
                 if !got {
