@@ -2,13 +2,14 @@
 """Random rules and events through `leadscore replay` and through scripts/oracle.py,
 compared with the conformance checker's tolerances (scores ±0.02, `at` ±1 s).
 
-usage: scripts/differential.py BINARY [--cases N] [--seed S] [--dense] [--keep DIR]
+usage: scripts/differential.py BINARY [--cases N] [--seed S] [--dense] [--exact] [--keep DIR]
 
 Each case draws a rules file (decay of either kind or none, hysteresis, clamps,
 inactivity steps, fit rules of every op, engagement rules with caps, per-item caps,
 expiry, non-decaying and negative points) and a few hundred events over a few
 contacts (late ones, duplicates, forms whose fields change and clear; `--dense`:
-hundreds over one or two, so that caps and expiries pile up). A failing
+hundreds over one or two, so that caps and expiries pile up; `--exact`: whole points,
+mostly not decaying, and even thresholds, so that scores land on them). A failing
 case is written to DIR (default /tmp/differential) with the command that replays
 it; the exit status is the number of failing cases (capped at 100).
 """
@@ -40,12 +41,16 @@ FIELDS = {
 }
 
 
-def rules_text(r):
+def rules_text(r, exact=False):
     out = []
     for mi in range(r.choice([1, 1, 2])):
         decay = r.choice(["", "decay = { percent_per_day = %s }" % r.choice([0.5, 2, 10]),
                           "decay = { half_life_days = %s }" % r.choice([3, 14, 45])])
         tiers = sorted(r.sample(range(5, 60), 2))
+        if exact:
+            # Whole points, thresholds they add up to: ties on every tier rule.
+            decay = r.choice(["", "decay = { half_life_days = %s }" % r.choice([3, 14])])
+            tiers = sorted(r.sample(range(2, 30, 2), 2))
         lines = ["[[model]]", f'name = "m{mi}"', decay]
         if r.random() < 0.5:
             lines.append(f"hysteresis = {r.choice([1, 3, 5])}")
@@ -78,11 +83,13 @@ def rules_text(r):
                 value = "value = " + json.dumps(r.choice(["gmail", "@gmail.com", "c", ["o", "x"], "1000"]))
             else:
                 value = "value = " + json.dumps(r.choice(["ceo", "CTO", "1000", "true", "11-50"]))
-            rule(f'when = "field"\nfield = "{field}"\nop = "{op}"\n{value}\npoints = {r.choice([3, 5, 8, -4, 12])}')
+            fit = r.choice([2, 4, 6, -2]) if exact else r.choice([3, 5, 8, -4, 12])
+            rule(f'when = "field"\nfield = "{field}"\nop = "{op}"\n{value}\npoints = {fit}')
         for _ in range(r.randint(2, 7)):
             when = r.choice(["page_visit", "page_visit", "email_open", "email_click", "email_unsubscribe",
                              "form_submit", "purchase"])
-            body = [f'when = "{when}"', f"points = {r.choice([1, 2, 4, 7.5, 10, 15, 25, -8, -25])}"]
+            points = r.choice([2, 4, 6, -2, -4]) if exact else r.choice([1, 2, 4, 7.5, 10, 15, 25, -8, -25])
+            body = [f'when = "{when}"', f"points = {points}"]
             if when == "page_visit" and r.random() < 0.7:
                 body.append(f'url = "{r.choice(["*/pricing*", "*/docs/*", "*careers*", "*ACME.io/?"])}"')
             if when == "email_click" and r.random() < 0.3:
@@ -101,7 +108,7 @@ def rules_text(r):
                     body.append("per_item = true")
             if r.random() < 0.4:
                 body.append(f"expires_after_days = {r.choice([1, 2, 5, 14, 30])}")
-            if r.random() < 0.25:
+            if r.random() < (0.7 if exact else 0.25):
                 body.append("decays = false")
             rule("\n".join(body))
         out.append("\n".join(lines))
@@ -158,6 +165,7 @@ def main():
     ap.add_argument("--cases", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--dense", action="store_true")
+    ap.add_argument("--exact", action="store_true", help="whole points and thresholds: ties everywhere")
     ap.add_argument("--keep", default="/tmp/differential")
     args = ap.parse_args()
     spec = importlib.util.spec_from_file_location("check", CHECK)
@@ -168,7 +176,7 @@ def main():
         r = random.Random(case)
         d = os.path.join(args.keep, f"case-{case}")
         os.makedirs(d, exist_ok=True)
-        rules, (lines, until) = rules_text(r), events(r, args.dense)
+        rules, (lines, until) = rules_text(r, args.exact), events(r, args.dense)
         paths = {k: os.path.join(d, k) for k in ("rules.toml", "events.jsonl", "until", "expected.jsonl",
                                                   "expected_scores.jsonl", "scores.jsonl")}
         open(paths["rules.toml"], "w").write(rules)
