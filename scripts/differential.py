@@ -182,7 +182,8 @@ def main():
         open(paths["rules.toml"], "w").write(rules)
         open(paths["events.jsonl"], "w").write("\n".join(lines) + "\n")
         open(paths["until"], "w").write(until + "\n")
-        o = oracle.Oracle(rules)
+        dedupe_days = r.choice([30, 30, 7, 1])
+        o = oracle.Oracle(rules, dedupe_days)
         for line in lines:
             value = oracle.valid(line)
             if value is not None:
@@ -190,7 +191,8 @@ def main():
         o.advance(oracle.ms(until))
         expected = sorted(o.out, key=lambda e: oracle.ms(e["at"]))
         p = subprocess.run([args.binary, "replay", "--rules", paths["rules.toml"], "--events",
-                            paths["events.jsonl"], "--until", until, "--scores-out", paths["scores.jsonl"]],
+                            paths["events.jsonl"], "--until", until, "--scores-out", paths["scores.jsonl"],
+                            "--dedupe-window", f"{dedupe_days}d"],
                            capture_output=True, text=True)
         if p.returncode != 0:
             errs = [f"exit {p.returncode}: {p.stderr[:300]}"]

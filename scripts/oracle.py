@@ -19,7 +19,6 @@ import sys
 import tomllib
 
 DAY = 86_400_000
-DEDUPE = 30 * DAY
 
 
 def ms(text):
@@ -206,8 +205,9 @@ class Contact:
 
 
 class Oracle:
-    def __init__(self, rules_text):
+    def __init__(self, rules_text, dedupe_days=30):
         self.models = [Model(m) for m in tomllib.loads(rules_text)["model"]]
+        self.dedupe = dedupe_days * DAY
         self.contacts = {}
         self.order = []
         self.clock = None
@@ -285,7 +285,7 @@ class Oracle:
             c = self.contacts[name] = Contact(name, self.models)
             self.order.append(name)
         seen = c.seen.get(ev["event_id"])
-        if seen is not None and now - seen < DEDUPE:
+        if seen is not None and now - seen < self.dedupe:
             return
         c.seen[ev["event_id"]] = now
         before = [c.score(mi, m, now) for mi, m in enumerate(self.models)]
@@ -317,7 +317,7 @@ class Oracle:
                     if window is None:
                         del times[r["max_times"]:]
                     else:
-                        horizon = now - round(window * DAY) - DEDUPE
+                        horizon = now - round(window * DAY) - self.dedupe
                         times[:] = [s for s in times if s > horizon]
                         items = [k for k in c.scored[mi] if k[0] == r["id"]]
                         swept = c.swept[mi].get(r["id"])

@@ -512,3 +512,53 @@ fn an_expiry_back_to_an_exact_threshold_keeps_the_tier() {
         assert_eq!(stepped.score(0, later).score, 20.0, "case {n}");
     }
 }
+
+/// When an expiry leaves only a few live expiring contributions, their part
+/// is summed afresh: here a click's −25 and +25 (both decaying, expiring on
+/// different days) cancel exactly, so when an earlier visit's points expire
+/// the score is the fit alone, exactly a tier's minimum, however the running
+/// sums rounded the visit's value on the way.
+#[test]
+fn an_expiry_leaves_what_is_live_summed_afresh() {
+    let rules = model(
+        "decay = { percent_per_day = 3 }",
+        &(rule(
+            "dog",
+            "when = \"field\"\nfield = \"pet\"\nop = \"eq\"\nvalue = \"dog\"\npoints = 20",
+        ) + &rule(
+            "visit",
+            "when = \"page_visit\"\npoints = 7.3\nexpires_after_days = 1",
+        ) + &rule(
+            "minus",
+            "when = \"email_click\"\npoints = -25\nexpires_after_days = 5",
+        ) + &rule(
+            "plus",
+            "when = \"email_click\"\npoints = 25\nexpires_after_days = 9",
+        )),
+    );
+    let dog = [("pet", FieldValue::Text("dog".into()))];
+    for n in 0..60u32 {
+        let odd = |k: u32| f64::from((n * 7919 + k * 104_729) % 86_400_000) / 86_400_000.0;
+        let mut fired = Contact::new(&rules);
+        let mut stepped = Contact::new(&rules);
+        for c in [&mut fired, &mut stepped] {
+            c.apply(&form("f0", "signup", &dog, at(0.0)));
+            c.apply(&visit("v", "https://x/", at(0.1 + 0.3 * odd(1))));
+            c.apply(&visit("w", "https://x/", at(0.2 + 0.3 * odd(2))));
+            c.apply(&email("m", "n", EmailAction::Click, at(0.6 + 0.3 * odd(3))));
+        }
+        // Both visits expired by day 1.5; the click's points cancel until day 5.6.
+        let later = at(1.5);
+        let s = fired.score(0, later);
+        assert_eq!((s.score, s.engagement), (20.0, 0.0), "case {n}: asked for");
+        let changes = fired.run_until(later);
+        assert!(
+            changes.iter().all(|c| c.to != 0),
+            "case {n}: a score of exactly 20 is warm: {changes:?}"
+        );
+        assert_eq!(fired.tier(0), "warm", "case {n}: timers fired");
+        stepped.apply(&form("f1", "other", &[], later));
+        assert_eq!(stepped.tier(0), "warm", "case {n}: next event");
+        assert_eq!(stepped.score(0, later).score, 20.0, "case {n}");
+    }
+}

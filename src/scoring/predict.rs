@@ -12,7 +12,7 @@
 use smallvec::SmallVec;
 
 use super::score::{clamp, curve, penalty, transition, Curve, Edge};
-use super::state::{ModelState, PredictedCause, Prediction, Tracked};
+use super::state::{Contribution, ModelState, PredictedCause, Prediction, Tracked};
 use crate::rules::DecayRate;
 use crate::rules::Model;
 use crate::time::{EventTime, MS_PER_DAY};
@@ -171,17 +171,22 @@ struct Walk<'a> {
     state: (&'a ModelState, Option<EventTime>, EventTime),
     /// Set up at the first expiry (most walks meet none); then `None` if
     /// contributions dated ahead of the clock are pending.
-    settle: Option<Option<Settle>>,
+    settle: Option<Option<Settle<'a>>>,
 }
 
-/// What the walk needs to take a part of the score (decaying or steady) to
-/// exactly what the rules that never expire put in it once its last tracked
-/// contribution expires, as [`curve`] and `ModelState::rebase` do: no
-/// residue of the subtractions is left to tip a score that sits exactly on
-/// a tier's minimum. Not used when contributions dated ahead of the clock
-/// are pending (they join the parts as the walk goes; left to the plain sums).
-struct Settle {
-    /// Live tracked contributions left, by part.
+/// What the walk needs to sum a part of the score (decaying or steady)
+/// afresh after an expiry, as [`curve`] and `ModelState::rebase` do (see
+/// `Tracked::fresh`): no residue of the subtractions is left to tip a score
+/// that sits exactly on a tier's minimum. Not used when contributions dated
+/// ahead of the clock are pending (they join the parts as the walk goes;
+/// left to the plain sums).
+struct Settle<'a> {
+    /// The tracked contributions live at the walk's start, in expiry order:
+    /// the walk's expiry steps take them in that order.
+    live: &'a [Contribution],
+    /// Expiry steps taken.
+    taken: usize,
+    /// Of `live[taken..]`, by part.
     left: Tracked,
     /// The never-expiring decaying sum, valued at `ref_time`.
     untracked_decaying: f64,
@@ -193,21 +198,24 @@ struct Settle {
     penalty: f64,
 }
 
-impl Settle {
+impl<'a> Settle<'a> {
     /// At the walk's first expiry, at `at`, before the steps at `at` are
     /// taken: what `ms` tracks live at `now`, and the penalty just before `at`.
     fn new(
         model: &Model,
-        (ms, last_activity, now): (&ModelState, Option<EventTime>, EventTime),
+        (ms, last_activity, now): (&'a ModelState, Option<EventTime>, EventTime),
         at: EventTime,
-    ) -> Option<Settle> {
+    ) -> Option<Settle<'a>> {
         if ms.unfolded > 0 {
             return None;
         }
         let expired = ms.pending.partition_point(|c| c.expired(now, false));
+        let live = &ms.pending[expired..];
         let (untracked_decaying, untracked_steady) = ms.untracked(model);
         Some(Settle {
-            left: Tracked::of(&ms.pending[expired..]),
+            live,
+            taken: 0,
+            left: Tracked::of(live),
             untracked_decaying,
             ref_time: ms.ref_time,
             fit: ms.fit,
@@ -274,9 +282,9 @@ impl Walk<'_> {
         }
     }
 
-    /// After an expiry at `at` (of a decaying contribution or not): a part
-    /// whose last tracked contribution it was becomes exactly its
-    /// never-expiring sum (see [`Settle`]).
+    /// After an expiry at `at` (of a decaying contribution or not): the
+    /// part it left is summed afresh from what is still live, when that is
+    /// none of it or little (see [`Settle`]).
     #[cold]
     fn settle_expiry(&mut self, at: EventTime, decays: bool) {
         let (model, state) = (self.model, self.state);
@@ -286,22 +294,36 @@ impl Walk<'_> {
         else {
             return;
         };
+        s.taken += 1;
+        let mut gone = Tracked::default();
         if decays {
             s.left.decaying -= 1;
-            if s.left.decaying == 0 {
-                let (sum, f) = (s.untracked_decaying, self.f);
-                self.curve.decaying = if sum != 0.0 && f.decays() && at > s.ref_time {
-                    sum * f.over(at.days_since(s.ref_time))
-                } else {
-                    sum
-                };
-            }
+            gone.decaying = 1;
         } else {
             s.left.steady -= 1;
-            if s.left.steady == 0 {
-                // Summed in the order `curve` sums them.
-                self.curve.constant = s.fit + s.penalty + s.untracked_steady;
-            }
+            gone.steady = 1;
+        }
+        let (fresh_decaying, fresh_steady) = gone.fresh(s.left);
+        let live = s.live[s.taken..].iter();
+        let f = self.f;
+        if fresh_decaying {
+            let sum = s.untracked_decaying;
+            let untracked = if sum != 0.0 && f.decays() && at > s.ref_time {
+                sum * f.over(at.days_since(s.ref_time))
+            } else {
+                sum
+            };
+            // Summed in the order `curve` sums them.
+            self.curve.decaying = live
+                .clone()
+                .filter(|c| c.decays)
+                .fold(untracked, |sum, c| sum + c.value(at, f));
+        }
+        if fresh_steady {
+            let steady = live
+                .filter(|c| !c.decays)
+                .fold(s.untracked_steady, |sum, c| sum + c.points);
+            self.curve.constant = s.fit + s.penalty + steady;
         }
     }
 

@@ -114,9 +114,9 @@ pub fn curve(
     Curve { decaying, constant }
 }
 
-/// For [`curve`], once expired contributions were taken out: a part whose tracked contributions have all expired is exactly what
-/// the rules that never expire put in it (as `ModelState::rebase` leaves
-/// it), not the residue of the subtractions.
+/// For [`curve`], once expired contributions were taken out: a part that
+/// lost some is summed afresh from what is live when that is little (as
+/// `ModelState::rebase` leaves it), not left to the subtractions' residue.
 #[cold]
 fn settle(
     model: &Model,
@@ -128,19 +128,28 @@ fn settle(
     constant: &mut f64,
 ) {
     let expired = ms.pending.partition_point(|c| c.expired(now, before));
-    let gone = Tracked::of(&ms.pending[..expired]);
-    let left = Tracked::of(&ms.pending[expired..]);
+    let live = &ms.pending[expired..];
+    let (fresh_decaying, fresh_steady) =
+        Tracked::of(&ms.pending[..expired]).fresh(Tracked::of(live));
     let (untracked_decaying, untracked_steady) = ms.untracked(model);
-    if gone.decaying > 0 && left.decaying == 0 {
-        let f = model.decay_factor;
-        *decaying = if untracked_decaying != 0.0 && f.decays() && now > ms.ref_time {
+    let f = model.decay_factor;
+    let live = live.iter().filter(|c| c.folded);
+    if fresh_decaying {
+        let untracked = if untracked_decaying != 0.0 && f.decays() && now > ms.ref_time {
             untracked_decaying * f.over(now.days_since(ms.ref_time))
         } else {
             untracked_decaying
         };
+        *decaying = live
+            .clone()
+            .filter(|c| c.decays)
+            .fold(untracked, |sum, c| sum + c.value(now, f));
     }
-    if gone.steady > 0 && left.steady == 0 {
-        *constant = fit_and_penalty + untracked_steady;
+    if fresh_steady {
+        let steady = live
+            .filter(|c| !c.decays)
+            .fold(untracked_steady, |sum, c| sum + c.points);
+        *constant = fit_and_penalty + steady;
     }
 }
 

@@ -194,11 +194,10 @@ impl ModelState {
     }
 
     /// Takes the first `expired` of `pending` (rebased to `ref_time`) out
-    /// of their sums. A part (decaying or not) with no tracked contribution
-    /// left then holds exactly what the rules that never expire put in it:
-    /// its sums are set to that, so that no rounding residue of the
-    /// subtractions is left to tip a score that sits exactly on a tier's
-    /// minimum.
+    /// of their sums. A part (decaying or not) that lost some is then summed
+    /// afresh from what is live when that is little (see [`Tracked::fresh`]):
+    /// no rounding residue of the subtractions is left to tip a score that
+    /// sits exactly on a tier's minimum.
     fn take_expired(&mut self, model: &Model, expired: usize) {
         let (f, now) = (model.decay_factor, self.ref_time);
         for i in 0..expired {
@@ -211,9 +210,7 @@ impl ModelState {
         }
         let gone = Tracked::of(&self.pending[..expired]);
         self.pending.drain(..expired);
-        let left = Tracked::of(&self.pending);
-        let decaying = gone.decaying > 0 && left.decaying == 0;
-        let steady = gone.steady > 0 && left.steady == 0;
+        let (decaying, steady) = gone.fresh(Tracked::of(&self.pending));
         if !decaying && !steady {
             return;
         }
@@ -228,12 +225,24 @@ impl ModelState {
                 acc.steady = 0.0;
             }
         }
-        let (d, s) = self.untracked(model);
+        for i in 0..self.pending.len() {
+            let c = self.pending[i];
+            if !c.folded || (c.decays && !decaying) || (!c.decays && !steady) {
+                continue;
+            }
+            let value = if c.decays { c.value(now, f) } else { c.points };
+            let acc = self.acc_mut(c.rule);
+            if c.decays {
+                acc.decaying += value;
+            } else {
+                acc.steady += value;
+            }
+        }
         if decaying {
-            self.decaying_total = d;
+            self.decaying_total = self.rules.iter().map(|a| a.decaying).sum();
         }
         if steady {
-            self.steady_total = s;
+            self.steady_total = self.rules.iter().map(|a| a.steady).sum();
         }
     }
 
@@ -344,6 +353,10 @@ fn expires(model: &Model, rule: u16) -> bool {
         .is_some_and(|r| r.expires_after_ms.is_some())
 }
 
+/// Live tracked contributions up to which a part that lost some to expiry
+/// is summed afresh rather than by subtraction.
+pub(crate) const FRESH_MAX: u32 = 8;
+
 /// Counts of folded, tracked contributions by part: decaying or steady.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tracked {
@@ -352,6 +365,18 @@ pub(crate) struct Tracked {
 }
 
 impl Tracked {
+    /// With `self` the parts that just expired and `left` those still live:
+    /// whether to sum each part (decaying, steady) afresh from what is live
+    /// rather than trust the subtractions, i.e. whether it lost some and what
+    /// is left is none of it, or little.
+    pub fn fresh(self, left: Tracked) -> (bool, bool) {
+        let little = left.decaying + left.steady <= FRESH_MAX;
+        (
+            self.decaying > 0 && (left.decaying == 0 || little),
+            self.steady > 0 && (left.steady == 0 || little),
+        )
+    }
+
     /// Those of `pending` (a slice of `ModelState::pending`).
     pub fn of(pending: &[Contribution]) -> Tracked {
         let mut parts = Tracked::default();
