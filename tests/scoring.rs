@@ -562,3 +562,46 @@ fn an_expiry_leaves_what_is_live_summed_afresh() {
         assert_eq!(stepped.score(0, later).score, 20.0, "case {n}");
     }
 }
+
+/// A prediction looks at the first 64 expiries ahead. Here 70 visits expire
+/// in pairs, the last pair on the very millisecond the inactivity penalty
+/// starts: only with every expiry up to then taken does the score fall out
+/// of warm there. The prediction must stop short of the expiries it left
+/// out, not walk on to the penalty without them (which found no change, and
+/// then a re-check at that instant that saw none either).
+#[test]
+fn a_change_past_the_first_64_expiries_is_not_missed() {
+    let rules = model(
+        "inactivity_penalties = [{ after_days = 30, points = -20 }]",
+        &(rule(
+            "dog",
+            "when = \"field\"\nfield = \"pet\"\nop = \"eq\"\nvalue = \"dog\"\npoints = 20",
+        ) + &rule(
+            "visit",
+            "when = \"page_visit\"\npoints = 5\nexpires_after_days = 30",
+        )),
+    );
+    let mut c = Contact::new(&rules);
+    c.apply(&form(
+        "f",
+        "signup",
+        &[("pet", FieldValue::Text("dog".into()))],
+        at(0.0),
+    ));
+    let mut last = at(0.0);
+    for k in 0..70u32 {
+        last = at(1.0 + f64::from(k / 2) / 1440.0);
+        c.apply(&visit(&format!("v{k}"), "https://x/", last));
+    }
+    assert_eq!(c.tier(0), "hot", "20 + 350 points");
+    let changes = c.run_until(at(40.0));
+    let ends = last.plus_millis(30 * DAY);
+    let down: Vec<_> = changes
+        .iter()
+        .filter(|ch| ch.to < ch.from)
+        .map(|ch| (ch.to, ch.at))
+        .collect();
+    assert_eq!(down.last(), Some(&(0, ends)), "{changes:?}");
+    assert_eq!(c.tier(0), "cold");
+    assert_eq!(c.score(0, at(40.0)).score, 0.0);
+}

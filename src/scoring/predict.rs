@@ -81,12 +81,15 @@ pub fn predict(
         }
     }
     // `pending` is in expiry order: the first expiries after `now` suffice,
-    // as the walk stops after MAX_BREAKPOINTS anyway.
-    let mut truncated = false;
+    // as the walk stops after MAX_BREAKPOINTS anyway. The expiries of one
+    // instant are taken together; `cut` is the first instant left out, where
+    // the walk must stop, as it does not know all that happens from there.
+    let mut cut = None;
     for c in ms.pending.iter().skip_while(|c| c.expired(now, false)) {
         let Some(e) = c.expires else { break };
-        if steps.len() >= MAX_BREAKPOINTS + ms.unfolded as usize {
-            truncated = true;
+        let last = steps.last().map(|s| s.0);
+        if steps.len() >= MAX_BREAKPOINTS + ms.unfolded as usize && last != Some(e) {
+            cut = Some(e);
             break;
         }
         steps.push((
@@ -126,10 +129,21 @@ pub fn predict(
         state: (ms, last_activity, now),
         settle: None,
     };
+    // Look again just before the cut: every step before it is known, so the
+    // tier there is settled (the cut is at least 2 ms after `now`, as the
+    // steps before it took at least one instant after `now`).
+    let recheck = |cut: EventTime| Prediction {
+        at: cut.plus_millis(-1),
+        to_tier: None,
+        cause: PredictedCause::Recheck,
+    };
     let mut i = 0;
     let mut visited = 0;
     while i < steps.len() {
         let at = steps[i].0;
+        if let Some(cut) = cut.filter(|&cut| at >= cut) {
+            return walk.crossing(cut).or(Some(recheck(cut)));
+        }
         if let Some(p) = walk.crossing(at) {
             return Some(p);
         }
@@ -149,13 +163,16 @@ pub fn predict(
             });
         }
         visited += 1;
-        if (visited >= MAX_BREAKPOINTS && i < steps.len()) || (truncated && i == steps.len()) {
+        if visited >= MAX_BREAKPOINTS && i < steps.len() {
             return Some(Prediction {
                 at,
                 to_tier: None,
                 cause: PredictedCause::Recheck,
             });
         }
+    }
+    if let Some(cut) = cut {
+        return walk.crossing(cut).or(Some(recheck(cut)));
     }
     walk.crossing(EventTime::from_millis(HORIZON_MS))
 }
@@ -186,8 +203,6 @@ struct Settle<'a> {
     live: &'a [Contribution],
     /// Expiry steps taken.
     taken: usize,
-    /// Of `live[taken..]`, by part.
-    left: Tracked,
     /// The never-expiring decaying sum, valued at `ref_time`.
     untracked_decaying: f64,
     ref_time: EventTime,
@@ -215,7 +230,6 @@ impl<'a> Settle<'a> {
         Some(Settle {
             live,
             taken: 0,
-            left: Tracked::of(live),
             untracked_decaying,
             ref_time: ms.ref_time,
             fit: ms.fit,
@@ -295,15 +309,11 @@ impl Walk<'_> {
             return;
         };
         s.taken += 1;
-        let mut gone = Tracked::default();
-        if decays {
-            s.left.decaying -= 1;
-            gone.decaying = 1;
-        } else {
-            s.left.steady -= 1;
-            gone.steady = 1;
-        }
-        let (fresh_decaying, fresh_steady) = gone.fresh(s.left);
+        let gone = Tracked {
+            decaying: u32::from(decays),
+            steady: u32::from(!decays),
+        };
+        let (fresh_decaying, fresh_steady) = gone.fresh(&s.live[s.taken..]);
         let live = s.live[s.taken..].iter();
         let f = self.f;
         if fresh_decaying {

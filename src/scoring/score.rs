@@ -129,8 +129,7 @@ fn settle(
 ) {
     let expired = ms.pending.partition_point(|c| c.expired(now, before));
     let live = &ms.pending[expired..];
-    let (fresh_decaying, fresh_steady) =
-        Tracked::of(&ms.pending[..expired]).fresh(Tracked::of(live));
+    let (fresh_decaying, fresh_steady) = Tracked::of(&ms.pending[..expired]).fresh(live);
     let (untracked_decaying, untracked_steady) = ms.untracked(model);
     let f = model.decay_factor;
     let live = live.iter().filter(|c| c.folded);

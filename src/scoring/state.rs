@@ -210,7 +210,7 @@ impl ModelState {
         }
         let gone = Tracked::of(&self.pending[..expired]);
         self.pending.drain(..expired);
-        let (decaying, steady) = gone.fresh(Tracked::of(&self.pending));
+        let (decaying, steady) = gone.fresh(&self.pending);
         if !decaying && !steady {
             return;
         }
@@ -357,6 +357,10 @@ fn expires(model: &Model, rule: u16) -> bool {
 /// is summed afresh rather than by subtraction.
 pub(crate) const FRESH_MAX: u32 = 8;
 
+/// Pending contributions beyond which no part is summed afresh (so that an
+/// expiry's extra work stays bounded for a very busy contact).
+const FRESH_SCAN: usize = 128;
+
 /// Counts of folded, tracked contributions by part: decaying or steady.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tracked {
@@ -365,15 +369,35 @@ pub(crate) struct Tracked {
 }
 
 impl Tracked {
-    /// With `self` the parts that just expired and `left` those still live:
-    /// whether to sum each part (decaying, steady) afresh from what is live
-    /// rather than trust the subtractions, i.e. whether it lost some and what
-    /// is left is none of it, or little.
-    pub fn fresh(self, left: Tracked) -> (bool, bool) {
+    /// With `self` the parts that just expired and `live` the contributions
+    /// still pending: whether to sum each part (decaying, steady) afresh from
+    /// what is live rather than trust the subtractions, i.e. whether it lost
+    /// some and what is left of it is none, or little. Reads `live` only as
+    /// far as it takes to know, and not at all past [`FRESH_SCAN`].
+    pub fn fresh(self, live: &[Contribution]) -> (bool, bool) {
+        if live.len() > FRESH_SCAN {
+            return (false, false); // a busy contact: bounded work per expiry
+        }
+        let (need_decaying, need_steady) = (self.decaying > 0, self.steady > 0);
+        let mut left = Tracked::default();
+        for c in live.iter().filter(|c| c.folded) {
+            if c.decays {
+                left.decaying += 1;
+            } else {
+                left.steady += 1;
+            }
+            let known = |need: bool, n: u32| !need || n > 0;
+            if left.decaying + left.steady > FRESH_MAX
+                && known(need_decaying, left.decaying)
+                && known(need_steady, left.steady)
+            {
+                return (false, false);
+            }
+        }
         let little = left.decaying + left.steady <= FRESH_MAX;
         (
-            self.decaying > 0 && (left.decaying == 0 || little),
-            self.steady > 0 && (left.steady == 0 || little),
+            need_decaying && (left.decaying == 0 || little),
+            need_steady && (left.steady == 0 || little),
         )
     }
 
