@@ -12,7 +12,7 @@
 use smallvec::SmallVec;
 
 use super::score::{clamp, curve, penalty, transition, Curve, Edge};
-use super::state::{Contribution, ModelState, PredictedCause, Prediction, Tracked};
+use super::state::{fresh_sums, Contribution, ModelState, PredictedCause, Prediction, Tracked};
 use crate::rules::DecayRate;
 use crate::rules::Model;
 use crate::time::{EventTime, MS_PER_DAY};
@@ -314,25 +314,14 @@ impl Walk<'_> {
             steady: u32::from(!decays),
         };
         let (fresh_decaying, fresh_steady) = gone.fresh(&s.live[s.taken..]);
-        let live = s.live[s.taken..].iter();
-        let f = self.f;
+        let untracked = (s.untracked_decaying, s.untracked_steady);
+        let (decaying, steady) =
+            fresh_sums(s.live[s.taken..].iter(), untracked, s.ref_time, at, self.f);
         if fresh_decaying {
-            let sum = s.untracked_decaying;
-            let untracked = if sum != 0.0 && f.decays() && at > s.ref_time {
-                sum * f.over(at.days_since(s.ref_time))
-            } else {
-                sum
-            };
-            // Summed in the order `curve` sums them.
-            self.curve.decaying = live
-                .clone()
-                .filter(|c| c.decays)
-                .fold(untracked, |sum, c| sum + c.value(at, f));
+            self.curve.decaying = decaying;
         }
         if fresh_steady {
-            let steady = live
-                .filter(|c| !c.decays)
-                .fold(s.untracked_steady, |sum, c| sum + c.points);
+            // Summed in the order `curve` sums them.
             self.curve.constant = s.fit + s.penalty + steady;
         }
     }

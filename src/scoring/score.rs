@@ -1,6 +1,6 @@
 //! The score formula of SPEC §4 and the tier rule with hysteresis.
 
-use super::state::{ModelState, Tracked};
+use super::state::{fresh_sums, ModelState, Tracked};
 use crate::rules::Model;
 use crate::time::EventTime;
 
@@ -130,24 +130,18 @@ fn settle(
     let expired = ms.pending.partition_point(|c| c.expired(now, before));
     let live = &ms.pending[expired..];
     let (fresh_decaying, fresh_steady) = Tracked::of(&ms.pending[..expired]).fresh(live);
-    let (untracked_decaying, untracked_steady) = ms.untracked(model);
-    let f = model.decay_factor;
     let live = live.iter().filter(|c| c.folded);
+    let (fresh, steady) = fresh_sums(
+        live,
+        ms.untracked(model),
+        ms.ref_time,
+        now,
+        model.decay_factor,
+    );
     if fresh_decaying {
-        let untracked = if untracked_decaying != 0.0 && f.decays() && now > ms.ref_time {
-            untracked_decaying * f.over(now.days_since(ms.ref_time))
-        } else {
-            untracked_decaying
-        };
-        *decaying = live
-            .clone()
-            .filter(|c| c.decays)
-            .fold(untracked, |sum, c| sum + c.value(now, f));
+        *decaying = fresh;
     }
     if fresh_steady {
-        let steady = live
-            .filter(|c| !c.decays)
-            .fold(untracked_steady, |sum, c| sum + c.points);
         *constant = fit_and_penalty + steady;
     }
 }

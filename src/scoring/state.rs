@@ -381,11 +381,7 @@ impl Tracked {
         let (need_decaying, need_steady) = (self.decaying > 0, self.steady > 0);
         let mut left = Tracked::default();
         for c in live.iter().filter(|c| c.folded) {
-            if c.decays {
-                left.decaying += 1;
-            } else {
-                left.steady += 1;
-            }
+            left.count(c);
             let known = |need: bool, n: u32| !need || n > 0;
             if left.decaying + left.steady > FRESH_MAX
                 && known(need_decaying, left.decaying)
@@ -405,14 +401,44 @@ impl Tracked {
     pub fn of(pending: &[Contribution]) -> Tracked {
         let mut parts = Tracked::default();
         for c in pending.iter().filter(|c| c.folded) {
-            if c.decays {
-                parts.decaying += 1;
-            } else {
-                parts.steady += 1;
-            }
+            parts.count(c);
         }
         parts
     }
+
+    fn count(&mut self, c: &Contribution) {
+        if c.decays {
+            self.decaying += 1;
+        } else {
+            self.steady += 1;
+        }
+    }
+}
+
+/// The two parts of engagement at `now` summed afresh: the never-expiring
+/// rules' sums (`untracked`, the decaying one valued at `ref_time`) plus each
+/// contribution of `live` (decaying ones valued at `now`, the others at their
+/// points). `curve` and the prediction walk sum them in this one order.
+pub(crate) fn fresh_sums<'c>(
+    live: impl Iterator<Item = &'c Contribution> + Clone,
+    (untracked_decaying, untracked_steady): (f64, f64),
+    ref_time: EventTime,
+    now: EventTime,
+    f: DecayRate,
+) -> (f64, f64) {
+    let untracked = if untracked_decaying != 0.0 && f.decays() && now > ref_time {
+        untracked_decaying * f.over(now.days_since(ref_time))
+    } else {
+        untracked_decaying
+    };
+    let decaying = live
+        .clone()
+        .filter(|c| c.decays)
+        .fold(untracked, |sum, c| sum + c.value(now, f));
+    let steady = live
+        .filter(|c| !c.decays)
+        .fold(untracked_steady, |sum, c| sum + c.points);
+    (decaying, steady)
 }
 
 impl ContactState {
