@@ -453,10 +453,7 @@ fn url_matches_worked_out_ahead_or_not_score_alike() {
 fn an_expiry_back_to_an_exact_threshold_keeps_the_tier() {
     let rules = model(
         "decay = { half_life_days = 7 }",
-        &(rule(
-            "dog",
-            "when = \"field\"\nfield = \"pet\"\nop = \"eq\"\nvalue = \"dog\"\npoints = 20",
-        ) + &rule(
+        &(dog_rule() + &rule(
             "webinar",
             "when = \"form_submit\"\nform_id = \"webinar*\"\npoints = 33\nexpires_after_days = 10",
         ) + &rule(
@@ -492,6 +489,15 @@ fn an_expiry_back_to_an_exact_threshold_keeps_the_tier() {
             ));
         }
     });
+}
+
+/// A fit rule worth 20 (warm's minimum) for a dog, and the form field it
+/// looks at.
+fn dog_rule() -> String {
+    rule(
+        "dog",
+        "when = \"field\"\nfield = \"pet\"\nop = \"eq\"\nvalue = \"dog\"\npoints = 20",
+    )
 }
 
 fn dog() -> [(&'static str, FieldValue); 1] {
@@ -536,19 +542,19 @@ fn settles_on_the_fit(
 fn an_expiry_leaves_what_is_live_summed_afresh() {
     let rules = model(
         "decay = { percent_per_day = 3 }",
-        &(rule(
-            "dog",
-            "when = \"field\"\nfield = \"pet\"\nop = \"eq\"\nvalue = \"dog\"\npoints = 20",
-        ) + &rule(
-            "visit",
-            "when = \"page_visit\"\npoints = 7.3\nexpires_after_days = 1",
-        ) + &rule(
-            "minus",
-            "when = \"email_click\"\npoints = -25\nexpires_after_days = 5",
-        ) + &rule(
-            "plus",
-            "when = \"email_click\"\npoints = 25\nexpires_after_days = 9",
-        )),
+        &(dog_rule()
+            + &rule(
+                "visit",
+                "when = \"page_visit\"\npoints = 7.3\nexpires_after_days = 1",
+            )
+            + &rule(
+                "minus",
+                "when = \"email_click\"\npoints = -25\nexpires_after_days = 5",
+            )
+            + &rule(
+                "plus",
+                "when = \"email_click\"\npoints = 25\nexpires_after_days = 9",
+            )),
     );
     // Both visits expired by day 1.5; the click's points cancel until day 5.6.
     settles_on_the_fit(&rules, at(1.5), |c, odd, _| {
@@ -569,21 +575,14 @@ fn an_expiry_leaves_what_is_live_summed_afresh() {
 fn a_change_past_the_first_64_expiries_is_not_missed() {
     let rules = model(
         "inactivity_penalties = [{ after_days = 30, points = -20 }]",
-        &(rule(
-            "dog",
-            "when = \"field\"\nfield = \"pet\"\nop = \"eq\"\nvalue = \"dog\"\npoints = 20",
-        ) + &rule(
-            "visit",
-            "when = \"page_visit\"\npoints = 5\nexpires_after_days = 30",
-        )),
+        &(dog_rule()
+            + &rule(
+                "visit",
+                "when = \"page_visit\"\npoints = 5\nexpires_after_days = 30",
+            )),
     );
     let mut c = Contact::new(&rules);
-    c.apply(&form(
-        "f",
-        "signup",
-        &[("pet", FieldValue::Text("dog".into()))],
-        at(0.0),
-    ));
+    c.apply(&form("f", "signup", &dog(), at(0.0)));
     let mut last = at(0.0);
     for k in 0..70u32 {
         last = at(1.0 + f64::from(k / 2) / 1440.0);

@@ -18,6 +18,7 @@ use thiserror::Error;
 use wildmatch::WildMatch;
 
 use crate::event::{EmailAction, EventBody, EventKind};
+use crate::time::EventTime;
 pub use field::{FieldCondition, Norm};
 pub use summary::summary;
 
@@ -73,6 +74,17 @@ impl DecayRate {
     /// `f^days`.
     pub fn over(self, days: f64) -> f64 {
         (self.0 * days).exp()
+    }
+
+    /// A decaying `sum` valued at `from`, valued at `to` (as it is when `to`
+    /// is not later, or when nothing decays).
+    #[inline]
+    pub fn carry(self, sum: f64, from: EventTime, to: EventTime) -> f64 {
+        if sum != 0.0 && self.decays() && to > from {
+            sum * self.over(to.days_since(from))
+        } else {
+            sum
+        }
     }
 
     /// `ln f`.

@@ -241,13 +241,8 @@ impl<'a> Settle<'a> {
 
 impl Walk<'_> {
     fn at(&self, t: EventTime) -> Curve {
-        let decaying = if self.curve.decaying != 0.0 && self.f.decays() && t > self.start {
-            self.curve.decaying * self.f.over(t.days_since(self.start))
-        } else {
-            self.curve.decaying
-        };
         Curve {
-            decaying,
+            decaying: self.f.carry(self.curve.decaying, self.start, t),
             constant: self.curve.constant,
         }
     }
@@ -314,6 +309,9 @@ impl Walk<'_> {
             steady: u32::from(!decays),
         };
         let (fresh_decaying, fresh_steady) = gone.fresh(&s.live[s.taken..]);
+        if !fresh_decaying && !fresh_steady {
+            return;
+        }
         let untracked = (s.untracked_decaying, s.untracked_steady);
         let (decaying, steady) =
             fresh_sums(s.live[s.taken..].iter(), untracked, s.ref_time, at, self.f);

@@ -67,12 +67,7 @@ pub fn curve(
 ) -> Curve {
     let f = model.decay_factor;
     let before = edge == Edge::Before;
-    let folded = ms.decaying_total;
-    let mut decaying = if folded != 0.0 && f.decays() && now > ms.ref_time {
-        folded * f.over(now.days_since(ms.ref_time))
-    } else {
-        folded
-    };
+    let mut decaying = f.carry(ms.decaying_total, ms.ref_time, now);
     let fit_and_penalty = ms.fit + penalty(model, last_activity, now, edge);
     let mut constant = fit_and_penalty + ms.steady_total;
     for c in ms
@@ -130,6 +125,9 @@ fn settle(
     let expired = ms.pending.partition_point(|c| c.expired(now, before));
     let live = &ms.pending[expired..];
     let (fresh_decaying, fresh_steady) = Tracked::of(&ms.pending[..expired]).fresh(live);
+    if !fresh_decaying && !fresh_steady {
+        return;
+    }
     let live = live.iter().filter(|c| c.folded);
     let (fresh, steady) = fresh_sums(
         live,

@@ -214,10 +214,7 @@ impl ModelState {
         if !decaying && !steady {
             return;
         }
-        for acc in &mut self.rules {
-            if !expires(model, acc.rule) {
-                continue;
-            }
+        for acc in self.rules.iter_mut().filter(|acc| expires(model, acc.rule)) {
             if decaying {
                 acc.decaying = 0.0;
             }
@@ -225,24 +222,18 @@ impl ModelState {
                 acc.steady = 0.0;
             }
         }
-        for i in 0..self.pending.len() {
-            let c = self.pending[i];
-            if !c.folded || (c.decays && !decaying) || (!c.decays && !steady) {
-                continue;
-            }
-            let value = if c.decays { c.value(now, f) } else { c.points };
-            let acc = self.acc_mut(c.rule);
-            if c.decays {
-                acc.decaying += value;
-            } else {
-                acc.steady += value;
-            }
-        }
+        let (untracked_decaying, untracked_steady) = self.untracked(model);
         if decaying {
-            self.decaying_total = self.rules.iter().map(|a| a.decaying).sum();
+            self.decaying_total = untracked_decaying;
         }
         if steady {
-            self.steady_total = self.rules.iter().map(|a| a.steady).sum();
+            self.steady_total = untracked_steady;
+        }
+        for i in 0..self.pending.len() {
+            let c = self.pending[i];
+            if c.folded && (if c.decays { decaying } else { steady }) {
+                self.fold_value(&c, f, now);
+            }
         }
     }
 
@@ -426,11 +417,7 @@ pub(crate) fn fresh_sums<'c>(
     now: EventTime,
     f: DecayRate,
 ) -> (f64, f64) {
-    let untracked = if untracked_decaying != 0.0 && f.decays() && now > ref_time {
-        untracked_decaying * f.over(now.days_since(ref_time))
-    } else {
-        untracked_decaying
-    };
+    let untracked = f.carry(untracked_decaying, ref_time, now);
     let decaying = live
         .clone()
         .filter(|c| c.decays)
