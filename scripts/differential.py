@@ -2,14 +2,16 @@
 """Random rules and events through `leadscore replay` and through scripts/oracle.py,
 compared with the conformance checker's tolerances (scores ±0.02, `at` ±1 s).
 
-usage: scripts/differential.py BINARY [--cases N] [--seed S] [--dense] [--exact] [--keep DIR]
+usage: scripts/differential.py BINARY [--cases N] [--seed S] [--dense] [--exact] [--wire] [--keep DIR]
 
 Each case draws a rules file (decay of either kind or none, hysteresis, clamps,
 inactivity steps, fit rules of every op, engagement rules with caps, per-item caps,
 expiry, non-decaying and negative points) and a few hundred events over a few
 contacts (late ones, duplicates, forms whose fields change and clear; `--dense`:
 hundreds over one or two, so that caps and expiries pile up; `--exact`: whole points,
-mostly not decaying, and even thresholds, so that scores land on them). A failing
+mostly not decaying, and even thresholds, so that scores land on them; `--wire`: the
+input in every form replay takes, kcat `-J` envelopes, lines without a key, offsets
+other than `Z`, from none to nine fraction digits, blank lines and rejected ones). A failing
 case is written to DIR (default /tmp/differential) with the command that replays
 it; the exit status is the number of failing cases (capped at 100).
 """
@@ -115,7 +117,57 @@ def rules_text(r, exact=False):
     return "\n\n".join(out) + "\n"
 
 
-def events(r, dense=False):
+def stamp_text(r, when, wire):
+    """`when` (ms) as RFC 3339: UTC with milliseconds, or with `wire` in any form that
+    names the same millisecond (another offset, fewer digits, or more digits below the
+    millisecond, which are truncated)."""
+    off = dt.timedelta(minutes=r.choice([0, 0, 60, 120, -300, 330, -570])) if wire else dt.timedelta(0)
+    stamp = dt.datetime.fromtimestamp(int(when) // 1000, dt.timezone(off))
+    base = stamp.strftime("%Y-%m-%dT%H:%M:%S")
+    zone = ("Z" if r.random() < 0.5 else "+00:00") if not off else stamp.strftime("%z")[:3] + ":" + stamp.strftime("%z")[3:]
+    frac = int(when) % 1000
+    if not wire:
+        return f"{base}.{frac:03d}Z"
+    digits = r.choice([0, 1, 2, 3, 3, 6, 9])
+    if digits == 0 and frac == 0:
+        return base + zone
+    if digits in (1, 2) and frac % 10 ** (3 - digits) == 0:
+        return f"{base}.{frac // 10 ** (3 - digits):0{digits}d}{zone}"
+    if digits > 3:
+        return f"{base}.{frac:03d}{r.randrange(10 ** (digits - 3)):0{digits - 3}d}{zone}"
+    return f"{base}.{frac:03d}{zone}"
+
+
+REJECTS = [
+    "{not json",
+    '{"topic": "page-visits", "value": {"event_id": "x", "occurred_at": "2026-03-01T00:00:00Z", "url": "u"}}',
+    '{"topic": "tweets", "value": {"event_id": "x", "contact_id": "c-0", "occurred_at": "2026-03-01T00:00:00Z"}}',
+    '{"topic": "page-visits", "key": "c-9", "value": {"event_id": "x", "contact_id": "c-0", '
+    '"occurred_at": "2026-03-01T00:00:00Z", "url": "u"}}',
+    '{"topic": "purchases", "value": {"event_id": "x", "contact_id": "c-0", '
+    '"occurred_at": "2026-03-01T00:00:00Z", "product_id": "pro", "amount": -1}}',
+    '{"topic": "email-clicks", "value": {"event_id": "x", "contact_id": "c-0", '
+    '"occurred_at": "2026-03-01T00:00:00Z", "email_id": "news-1", "action": "forward"}}',
+    '{"topic": "page-visits", "value": {"event_id": "x", "contact_id": "c-0", '
+    '"occurred_at": "2026-03-01 00:00:00", "url": "u"}}',
+    '{"topic": "page-visits", "payload": "{\\"event_id\\": \\"\\", \\"contact_id\\": \\"c-0\\"}"}',
+]
+
+
+def encode(r, topic, key, v, n, wire):
+    """One input line: `{"topic", "key", "value"}`, or with `wire` sometimes without its
+    key or as kcat's `-J` envelope (the event as a string in `payload`)."""
+    if not wire or r.random() < 0.5:
+        rec = {"topic": topic, "key": key, "value": v}
+        if wire and r.random() < 0.3:
+            del rec["key"]
+        return json.dumps(rec)
+    return json.dumps({"topic": topic, "partition": r.randrange(4), "offset": n, "tstype": "create",
+                       "ts": 1772323200000 + n, "broker": 1, "key": key if r.random() < 0.8 else None,
+                       "payload": json.dumps(v)})
+
+
+def events(r, dense=False, wire=False):
     start = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc).timestamp() * 1000
     contacts = [f"c-{i}" for i in range(r.randint(1, 2) if dense else r.randint(2, 8))]
     # Half the cases on whole hours: events then meet expiries (whole days
@@ -127,10 +179,12 @@ def events(r, dense=False):
         when = t - (r.random() * 3 * 86_400_000 if r.random() < 0.1 else 0)
         when = when // snap * snap
         c = r.choice(contacts)
-        stamp = dt.datetime.fromtimestamp(int(when) / 1000, dt.timezone.utc)
-        text = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(when) % 1000:03d}Z"
+        text = stamp_text(r, when, wire)
         if ids and r.random() < 0.05:
             lines.append(r.choice(ids))
+            continue
+        if wire and r.random() < 0.04:
+            lines.append(r.choice(REJECTS) if r.random() < 0.75 else "")
             continue
         v = {"event_id": f"e-{n}", "contact_id": c, "occurred_at": text}
         topic = r.choice(["page-visits", "page-visits", "email-clicks", "form-submissions", "purchases"])
@@ -151,7 +205,7 @@ def events(r, dense=False):
             v["product_id"] = r.choice(["pro", "enterprise"])
             if r.random() < 0.8:
                 v["amount"] = r.choice([0, 99, 100, 999.5, 5000])
-        line = json.dumps({"topic": topic, "key": c, "value": v})
+        line = encode(r, topic, c, v, n, wire)
         ids.append(line)
         lines.append(line)
     until = t + r.choice([0, 1, 10, 40]) * 86_400_000
@@ -166,6 +220,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--dense", action="store_true")
     ap.add_argument("--exact", action="store_true", help="whole points and thresholds: ties everywhere")
+    ap.add_argument("--wire", action="store_true", help="envelopes, offsets, fraction digits, rejects")
     ap.add_argument("--keep", default="/tmp/differential")
     args = ap.parse_args()
     spec = importlib.util.spec_from_file_location("check", CHECK)
@@ -176,7 +231,7 @@ def main():
         r = random.Random(case)
         d = os.path.join(args.keep, f"case-{case}")
         os.makedirs(d, exist_ok=True)
-        rules, (lines, until) = rules_text(r, args.exact), events(r, args.dense)
+        rules, (lines, until) = rules_text(r, args.exact), events(r, args.dense, args.wire)
         paths = {k: os.path.join(d, k) for k in ("rules.toml", "events.jsonl", "until", "expected.jsonl",
                                                   "expected_scores.jsonl", "scores.jsonl")}
         open(paths["rules.toml"], "w").write(rules)

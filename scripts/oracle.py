@@ -21,9 +21,16 @@ import tomllib
 DAY = 86_400_000
 
 
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def ms(text):
+    """Milliseconds since the epoch; digits beyond milliseconds are truncated
+    (README, "Timestamps"). An instant without an offset is not RFC 3339."""
     t = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    return round(t.timestamp() * 1000)
+    if t.tzinfo is None:
+        raise ValueError(f"no offset: {text}")
+    return (t - EPOCH) // dt.timedelta(milliseconds=1)
 
 
 def rfc3339(t):

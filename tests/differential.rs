@@ -52,3 +52,12 @@ fn replay_agrees_with_the_model_on_crowded_contacts() {
 fn replay_agrees_with_the_model_where_scores_tie_thresholds() {
     agrees(&["--cases", "200", "--seed", "700000", "--exact"]);
 }
+
+/// The input in every form replay reads: kcat `-J` envelopes, lines without
+/// a key, offsets other than `Z`, from none to nine fraction digits (those
+/// below the millisecond truncated), blank lines and rejected lines among
+/// the rest.
+#[test]
+fn replay_agrees_with_the_model_on_every_input_form() {
+    agrees(&["--cases", "150", "--seed", "900000", "--wire"]);
+}
