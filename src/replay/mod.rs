@@ -7,6 +7,7 @@
 
 mod index;
 pub mod input;
+mod lines;
 mod prefetch;
 
 use std::cmp::Reverse;
@@ -14,20 +15,18 @@ use std::collections::BinaryHeap;
 
 use compact_str::CompactString;
 use std::io::{self, BufRead, Write};
-use std::time::{Duration, Instant};
-
-use serde::Serialize;
 
 pub use input::{parse_line, Record};
+pub use lines::{write_score_lines, Progress, RejectLine, ScoreLine};
 
 use crate::cache::prefetch_bytes;
 use crate::dedupe::RecentIds;
-use crate::event::output::round2;
 use crate::event::{decode, DecodeError, Event, EventKind, TopicMap};
 use crate::scoring::{ContactState, Effects, Engine, TierChange, UrlMatches};
 use crate::time::EventTime;
 use crate::timer::{DenseIndex, TimerWheel};
 use index::ContactIndex;
+use lines::write_reject;
 use prefetch::{prefetch_cap_times, prefetch_deep, prefetch_heap, Parts};
 
 /// Counts reported at the end of a replay.
@@ -40,26 +39,6 @@ pub struct ReplayStats {
     pub changes: u64,
     pub timers_fired: u64,
     pub timer_updates: u64,
-}
-
-/// A `--rejects-out` line.
-#[derive(Debug, Serialize)]
-pub struct RejectLine<'a> {
-    pub line: u64,
-    pub reason: &'a str,
-    pub detail: String,
-}
-
-/// A `--scores-out` line.
-#[derive(Debug, Serialize)]
-pub struct ScoreLine<'a> {
-    pub contact_id: &'a str,
-    pub model: &'a str,
-    pub score: f64,
-    pub fit: f64,
-    pub engagement: f64,
-    pub penalty: f64,
-    pub tier: &'a str,
 }
 
 type TimerKey = (u32, u16);
@@ -445,45 +424,8 @@ impl<W: Write> Replayer<W> {
     }
 }
 
-/// Prints a progress line to stderr every few seconds.
-pub struct Progress {
-    started: Instant,
-    last: Instant,
-    every: Duration,
-}
-
-impl Default for Progress {
-    fn default() -> Self {
-        let now = Instant::now();
-        Progress {
-            started: now,
-            last: now,
-            every: Duration::from_secs(3),
-        }
-    }
-}
-
-impl Progress {
-    pub fn tick(&mut self, stats: &ReplayStats) {
-        if stats.lines % 65_536 >= BATCH as u64 || self.last.elapsed() < self.every {
-            return;
-        }
-        self.last = Instant::now();
-        let secs = self.started.elapsed().as_secs_f64();
-        eprintln!(
-            "replay: {} lines in {:.0}s ({:.0} lines/s), {} rejected, {} duplicates, {} tier changes",
-            stats.lines,
-            secs,
-            stats.lines as f64 / secs,
-            stats.rejected,
-            stats.duplicates,
-            stats.changes
-        );
-    }
-}
-
 /// Lines decoded ahead of scoring (see [`Replayer::batch`]).
-const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 64;
 /// How many events ahead of the one applied its contact's slot is prefetched.
 const AHEAD: usize = STEP * (STAGES - 1);
 /// Events between one prefetch stage and the next.
@@ -514,46 +456,6 @@ pub fn replay_lines<W: Write>(
         }
     }
     replayer.drain(rejects)
-}
-
-fn write_reject(out: &mut impl Write, line: u64, e: &DecodeError) -> io::Result<()> {
-    serde_json::to_writer(
-        &mut *out,
-        &RejectLine {
-            line,
-            reason: e.reason(),
-            detail: e.to_string(),
-        },
-    )?;
-    out.write_all(b"\n")
-}
-
-/// Writes the `--scores-out` lines of one contact at `now`, models by name.
-pub fn write_score_lines(
-    engine: &Engine,
-    contact: &str,
-    state: &ContactState,
-    now: EventTime,
-    out: &mut impl Write,
-) -> io::Result<()> {
-    let models = &engine.rules().models;
-    let mut by_name: Vec<usize> = (0..models.len()).collect();
-    by_name.sort_by(|a, b| models[*a].name.cmp(&models[*b].name));
-    for m in by_name {
-        let c = engine.components(state, m, now);
-        let line = ScoreLine {
-            contact_id: contact,
-            model: &models[m].name,
-            score: round2(c.score),
-            fit: round2(c.fit),
-            engagement: round2(c.engagement),
-            penalty: round2(c.penalty),
-            tier: &models[m].tiers[state.models[m].tier as usize].name,
-        };
-        serde_json::to_writer(&mut *out, &line)?;
-        out.write_all(b"\n")?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
