@@ -8,16 +8,17 @@
 //! wheel holds only the next `timer_horizon` and is refilled from the index,
 //! so start-up cost and memory do not grow with far-future timers.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::dedupe::digest;
+mod step;
+use step::Step;
+
 use crate::event::{decode, DecodeError, Event, EventKind, TopicMap};
-use crate::scoring::{ContactState, Effects, Engine, TierChange};
-use crate::state::{Batch, OutboxEntry, StateStore, StoreError, TimerRow};
+use crate::scoring::Engine;
+use crate::state::{Batch, OutboxEntry, StateStore, StoreError};
 use crate::time::EventTime;
 use crate::timer::TimerWheel;
 
@@ -114,19 +115,6 @@ pub struct Processor<S: StateStore> {
     pub stats: ProcessStats,
     /// Wall-clock mode: how late (ms) timers fired since the last take.
     timer_delays: Vec<i64>,
-}
-
-/// Everything one step changes, committed at its end.
-struct Step<'p, S: StateStore> {
-    p: &'p mut Processor<S>,
-    batch: Batch,
-    contacts: HashMap<(u32, String), ContactState>,
-    seen: HashSet<(u32, String, u64)>,
-    out: Vec<Outgoing>,
-    fx: Effects,
-    /// `emitted_at` of the tier changes this step writes.
-    emitted_at: String,
-    wall: EventTime,
 }
 
 impl<S: StateStore> Processor<S> {
@@ -337,298 +325,9 @@ impl<S: StateStore> Processor<S> {
     }
 }
 
-impl<'p, S: StateStore> Step<'p, S> {
-    fn new(p: &'p mut Processor<S>, wall: EventTime) -> Self {
-        Step {
-            p,
-            batch: Batch::default(),
-            contacts: HashMap::new(),
-            seen: HashSet::new(),
-            out: Vec::new(),
-            fx: Effects::default(),
-            emitted_at: wall.to_rfc3339(),
-            wall,
-        }
-    }
-
-    fn info(&mut self, partition: u32) -> Result<&mut PartitionInfo, ProcessError> {
-        self.p
-            .partitions
-            .get_mut(&partition)
-            .ok_or(ProcessError::NotAssigned(partition))
-    }
-
-    fn record(
-        &mut self,
-        rec: InputRecord,
-        event: Result<Event, DecodeError>,
-        wall: EventTime,
-    ) -> Result<(), ProcessError> {
-        let partition = rec.partition;
-        let event_clock = self.p.settings.event_clock;
-        let info = self.info(partition)?;
-        if info
-            .next_offsets
-            .get(&rec.topic)
-            .is_some_and(|next| rec.offset < *next)
-        {
-            self.p.stats.redelivered += 1;
-            return Ok(());
-        }
-        match info.next_offsets.get_mut(&rec.topic) {
-            Some(next) => *next = rec.offset + 1,
-            None => {
-                info.next_offsets.insert(rec.topic.clone(), rec.offset + 1);
-            }
-        }
-        let target = match (&event, event_clock) {
-            (Ok(e), true) => e.occurred_at,
-            (Err(_), true) => info.clock,
-            (_, false) => wall,
-        };
-        let moved = target > info.clock;
-        info.clock = info.clock.max(target);
-        let now = info.clock;
-        if moved {
-            self.batch.put_offset(partition, CLOCK_KEY, now.millis());
-            if event_clock {
-                self.advance(partition, now)?;
-            }
-        }
-        self.p.stats.consumed += 1;
-        self.batch.put_offset(partition, &rec.topic, rec.offset + 1);
-        let event = match event {
-            Ok(event) => event,
-            Err(e) => return self.dead_letter(&rec, &e),
-        };
-        let contact = event.contact.0.to_string();
-        let d = digest(&event.id.0);
-        let fresh = self.seen.insert((partition, contact.clone(), d));
-        let remembered = self.p.store.seen(partition, &contact, d)?;
-        if !fresh
-            || remembered.is_some_and(|at| at.plus_millis(self.p.settings.dedupe_window_ms) > now)
-        {
-            self.p.stats.duplicates += 1;
-            return Ok(());
-        }
-        self.batch.put_seen(partition, &contact, d, now);
-        let state = load(
-            &mut self.contacts,
-            &*self.p.store,
-            &self.p.engine,
-            partition,
-            &contact,
-        )?;
-        let before = next_dues(state);
-        self.fx.clear();
-        self.p
-            .engine
-            .apply_event(state, &event, &rec.topic, now, &mut self.fx);
-        self.effects(partition, &contact, &before)
-    }
-
-    /// Fires the timers of `partition` due at or before `now`, in time order,
-    /// including those the firing itself sets within that range.
-    fn advance(&mut self, partition: u32, now: EventTime) -> Result<(), ProcessError> {
-        if self.p.needs_refill(partition, now)? {
-            // The index must hold this step's timers before it is read.
-            self.flush()?;
-            self.p.refill(partition, now)?;
-        }
-        let mut polled = Vec::new();
-        let mut due = BinaryHeap::new();
-        loop {
-            // Newly due timers (set by a firing) join those polled before.
-            self.info(partition)?.wheel.poll(now, &mut polled);
-            due.extend(polled.drain(..).map(Reverse));
-            let Some(Reverse((at, key))) = due.pop() else {
-                return Ok(());
-            };
-            self.fire(at, key)?;
-        }
-    }
-
-    fn dead_letter(&mut self, rec: &InputRecord, e: &DecodeError) -> Result<(), ProcessError> {
-        *self
-            .p
-            .stats
-            .rejected
-            .entry((rec.topic.clone(), e.reason()))
-            .or_default() += 1;
-        let headers = vec![
-            ("error.reason".to_string(), e.reason().as_bytes().to_vec()),
-            ("error.detail".to_string(), e.to_string().into_bytes()),
-            ("source.topic".to_string(), rec.topic.clone().into_bytes()),
-            (
-                "source.partition".to_string(),
-                rec.partition.to_string().into_bytes(),
-            ),
-            (
-                "source.offset".to_string(),
-                rec.offset.to_string().into_bytes(),
-            ),
-        ];
-        let entry = OutboxEntry {
-            topic: self.p.settings.dead_letter_topic.clone(),
-            key: rec.key.clone(),
-            payload: rec.payload.clone().unwrap_or_default(),
-            headers,
-        };
-        self.push(rec.partition, entry)
-    }
-
-    /// Fires one timer.
-    fn fire(&mut self, at: EventTime, key: TimerKey) -> Result<(), ProcessError> {
-        let row = TimerRow {
-            partition: key.partition,
-            due: at,
-            model: key.model,
-            contact: key.contact.clone(),
-        };
-        self.batch.delete_timer(&row);
-        self.p.stats.timers_fired += 1;
-        if !self.p.settings.event_clock && self.p.timer_delays.len() < DELAYS_KEPT {
-            self.p.timer_delays.push(self.wall.millis() - at.millis());
-        }
-        let state = load(
-            &mut self.contacts,
-            &*self.p.store,
-            &self.p.engine,
-            key.partition,
-            &key.contact,
-        )?;
-        let mut before = next_dues(state);
-        self.fx.clear();
-        self.p
-            .engine
-            .fire(state, key.model as usize, at, &mut self.fx);
-        // The fired row is gone already; don't delete it twice.
-        if let Some(b) = before.get_mut(key.model as usize) {
-            *b = None;
-        }
-        self.effects(key.partition, &key.contact, &before)
-    }
-
-    /// Turns the engine's effects into outbox entries, index rows and wheel updates.
-    fn effects(
-        &mut self,
-        partition: u32,
-        contact: &str,
-        before: &[Option<EventTime>],
-    ) -> Result<(), ProcessError> {
-        let changes: Vec<TierChange> = std::mem::take(&mut self.fx.changes);
-        for change in &changes {
-            self.p.stats.tier_changes += 1;
-            let key = (
-                change.model as u16,
-                change.from as u16,
-                change.to as u16,
-                change.cause.name(),
-            );
-            *self.p.stats.changes.entry(key).or_default() += 1;
-            let mut payload = Vec::with_capacity(512);
-            self.p
-                .engine
-                .write_output(&mut payload, contact, change, Some(&self.emitted_at))
-                .unwrap_or_default(); // writes into a Vec: cannot fail
-            let entry = OutboxEntry {
-                topic: self.p.settings.output_topic.clone(),
-                key: Some(contact.as_bytes().to_vec()),
-                payload,
-                headers: Vec::new(),
-            };
-            self.push(partition, entry)?;
-        }
-        let timers = std::mem::take(&mut self.fx.timers);
-        for t in timers {
-            let model = t.model as u16;
-            let row = |due| TimerRow {
-                partition,
-                due,
-                model,
-                contact: contact.to_string(),
-            };
-            if let Some(old) = before.get(t.model).copied().flatten() {
-                self.batch.delete_timer(&row(old));
-            }
-            if let Some(due) = t.due {
-                self.batch.put_timer(&row(due));
-            }
-            let key = TimerKey {
-                partition,
-                contact: contact.to_string(),
-                model,
-            };
-            let info = self.info(partition)?;
-            match t.due {
-                // Later ones are loaded from the index when their time nears.
-                Some(due) if due < info.loaded_until => info.wheel.insert(key, due),
-                _ => {
-                    info.wheel.cancel(&key);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn push(&mut self, partition: u32, entry: OutboxEntry) -> Result<(), ProcessError> {
-        let info = self.info(partition)?;
-        let seq = info.next_seq;
-        info.next_seq += 1;
-        self.batch.put_outbox(partition, seq, &entry);
-        self.out.push((partition, seq, entry));
-        Ok(())
-    }
-
-    /// Writes what the step changed so far (a consistent cut: the offsets
-    /// written are those of the records whose effects are written).
-    fn flush(&mut self) -> Result<(), ProcessError> {
-        for ((partition, contact), state) in &self.contacts {
-            self.batch.put_contact(*partition, contact, state);
-        }
-        if !self.batch.is_empty() {
-            self.p.store.commit(std::mem::take(&mut self.batch))?;
-        }
-        Ok(())
-    }
-
-    fn commit(mut self) -> Result<Vec<Outgoing>, ProcessError> {
-        self.flush()?;
-        Ok(self.out)
-    }
-}
-
 /// The clock a partition's state was last written at (`MIN` if never).
 pub fn stored_clock<S: StateStore>(store: &S, partition: u32) -> Result<EventTime, StoreError> {
     Ok(store
         .offset(partition, CLOCK_KEY)?
         .map_or(EventTime::MIN, EventTime::from_millis))
-}
-
-/// A contact's state for this step: from the step's own changes, else the store, else new.
-fn load<'c, S: StateStore>(
-    contacts: &'c mut HashMap<(u32, String), ContactState>,
-    store: &S,
-    engine: &Engine,
-    partition: u32,
-    contact: &str,
-) -> Result<&'c mut ContactState, ProcessError> {
-    let key = (partition, contact.to_string());
-    if !contacts.contains_key(&key) {
-        let state = match store.contact(partition, contact)? {
-            Some(s) => s,
-            None => engine.new_contact(),
-        };
-        contacts.insert(key.clone(), state);
-    }
-    Ok(contacts.get_mut(&key).expect("inserted above"))
-}
-
-/// When each model's timer of a contact is due now (to find the index rows a change replaces).
-fn next_dues(state: &ContactState) -> Vec<Option<EventTime>> {
-    state
-        .models
-        .iter()
-        .map(|m| m.next.as_ref().map(|p| p.at))
-        .collect()
 }
