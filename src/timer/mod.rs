@@ -4,6 +4,8 @@
 //! wheel holds the near future and is refilled from the persisted index in
 //! `state`. Must not depend on scoring, Kafka or storage.
 
+mod index;
 mod wheel;
 
-pub use wheel::{DenseIndex, KeyIndex, TimerWheel};
+pub use index::{DenseIndex, KeyIndex};
+pub use wheel::TimerWheel;
