@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -155,13 +156,26 @@ fn open(path: &Path) -> anyhow::Result<BufReader<File>> {
     Ok(BufReader::with_capacity(1 << 20, file))
 }
 
+/// The `--events` input: the file, or standard input for `-` (read as a
+/// file too, so that replay's loop is the same code either way).
+fn open_events(path: &Path) -> anyhow::Result<BufReader<File>> {
+    if path.as_os_str() != "-" {
+        return open(path);
+    }
+    let stdin = io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("cannot read standard input")?;
+    Ok(BufReader::with_capacity(1 << 20, File::from(stdin)))
+}
+
 fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     Ok(BufWriter::with_capacity(1 << 16, file))
 }
 
 fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
-    let input = open(&args.events)?;
+    let input = open_events(&args.events)?;
     let mut rejects: Box<dyn Write> = match &args.rejects_out {
         Some(p) => Box::new(create(p)?),
         None => Box::new(io::stderr().lock()),

@@ -156,7 +156,8 @@ pub struct ReplayArgs {
     /// Rules file (TOML).
     #[arg(long)]
     pub rules: PathBuf,
-    /// Events file: one `{"topic","key","value"}` object or kcat `-J` envelope per line.
+    /// Events file: one `{"topic","key","value"}` object or kcat `-J` envelope per line
+    /// (`-`: standard input).
     #[arg(long)]
     pub events: PathBuf,
     /// After the last event, advance the clock to this instant (RFC 3339).

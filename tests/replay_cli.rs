@@ -130,6 +130,37 @@ fn kcat_envelopes_replay_as_is() {
     assert_eq!(changes[0]["cause"]["topic"], "page-visits");
 }
 
+/// `--events -` reads standard input, so a topic dump can be piped in
+/// (`kcat -C -J … | leadscore replay --events -`).
+#[test]
+fn events_from_stdin_replay_like_a_file() {
+    let events = [
+        visit("e1", "c1", "2026-03-01T00:00:00Z"),
+        "{broken".into(),
+        visit("e2", "c2", "2026-03-01T06:00:00Z"),
+    ]
+    .join("\n");
+    let case = Case::new(RULES, &events);
+    let from_file = case.replay(&["--until", "2026-03-20T00:00:00Z"]);
+    let from_stdin = Command::new(env!("CARGO_BIN_EXE_leadscore"))
+        .arg("replay")
+        .arg("--rules")
+        .arg(case.path("rules.toml"))
+        .args(["--events", "-", "--until", "2026-03-20T00:00:00Z"])
+        .stdin(std::fs::File::open(case.path("events.jsonl")).unwrap())
+        .output()
+        .unwrap();
+    assert!(from_stdin.status.success(), "{from_stdin:?}");
+    assert_eq!(
+        lines(&from_file.stdout).len(),
+        4,
+        "two contacts warm up and decay back"
+    );
+    assert_eq!(from_stdin.stdout, from_file.stdout);
+    assert_eq!(lines(&from_stdin.stderr), lines(&from_file.stderr));
+    assert_eq!(lines(&from_stdin.stderr)[0]["line"], 2);
+}
+
 #[test]
 fn until_fires_timers_and_scores_out_is_sorted() {
     let events = [

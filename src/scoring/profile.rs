@@ -24,6 +24,7 @@ pub struct Profile {
 }
 
 impl Profile {
+    #[inline]
     pub fn get(&self, name: &str) -> Option<&ProfileValue> {
         let i = self
             .entries
