@@ -217,7 +217,7 @@ fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
 
 /// Reads and decodes every line into the wire types, nothing more.
 fn decode_only(args: &ReplayArgs) -> anyhow::Result<()> {
-    let input = open(&args.events)?;
+    let input = open_events(&args.events)?;
     let (mut ok, mut bad) = (0u64, 0u64);
     for line in input.split(b'\n') {
         let line = line.context("reading events")?;
