@@ -151,22 +151,19 @@ fn replay(args: &ReplayArgs) -> ExitCode {
     report_io(result)
 }
 
+/// An input file, or standard input for `-` (read as a file too, so that
+/// replay's loop is the same code either way).
 fn open(path: &Path) -> anyhow::Result<BufReader<File>> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file = if path.as_os_str() == "-" {
+        let stdin = io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("cannot read standard input")?;
+        File::from(stdin)
+    } else {
+        File::open(path).with_context(|| format!("cannot open {}", path.display()))?
+    };
     Ok(BufReader::with_capacity(1 << 20, file))
-}
-
-/// The `--events` input: the file, or standard input for `-` (read as a
-/// file too, so that replay's loop is the same code either way).
-fn open_events(path: &Path) -> anyhow::Result<BufReader<File>> {
-    if path.as_os_str() != "-" {
-        return open(path);
-    }
-    let stdin = io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .context("cannot read standard input")?;
-    Ok(BufReader::with_capacity(1 << 20, File::from(stdin)))
 }
 
 fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
@@ -175,7 +172,7 @@ fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
 }
 
 fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
-    let input = open_events(&args.events)?;
+    let input = open(&args.events)?;
     let mut rejects: Box<dyn Write> = match &args.rejects_out {
         Some(p) => Box::new(create(p)?),
         None => Box::new(io::stderr().lock()),
@@ -217,7 +214,7 @@ fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
 
 /// Reads and decodes every line into the wire types, nothing more.
 fn decode_only(args: &ReplayArgs) -> anyhow::Result<()> {
-    let input = open_events(&args.events)?;
+    let input = open(&args.events)?;
     let (mut ok, mut bad) = (0u64, 0u64);
     for line in input.split(b'\n') {
         let line = line.context("reading events")?;

@@ -363,28 +363,17 @@ impl Tracked {
     /// With `self` the parts that just expired and `live` the contributions
     /// still pending: whether to sum each part (decaying, steady) afresh from
     /// what is live rather than trust the subtractions, i.e. whether it lost
-    /// some and what is left of it is none, or little. Reads `live` only as
-    /// far as it takes to know, and not at all past [`FRESH_SCAN`].
+    /// some and what is left of it is none, or little. Not past
+    /// [`FRESH_SCAN`] pending.
     pub fn fresh(self, live: &[Contribution]) -> (bool, bool) {
         if live.len() > FRESH_SCAN {
             return (false, false); // a busy contact: bounded work per expiry
         }
-        let (need_decaying, need_steady) = (self.decaying > 0, self.steady > 0);
-        let mut left = Tracked::default();
-        for c in live.iter().filter(|c| c.folded) {
-            left.count(c);
-            let known = |need: bool, n: u32| !need || n > 0;
-            if left.decaying + left.steady > FRESH_MAX
-                && known(need_decaying, left.decaying)
-                && known(need_steady, left.steady)
-            {
-                return (false, false);
-            }
-        }
+        let left = Tracked::of(live);
         let little = left.decaying + left.steady <= FRESH_MAX;
         (
-            need_decaying && (left.decaying == 0 || little),
-            need_steady && (left.steady == 0 || little),
+            self.decaying > 0 && (left.decaying == 0 || little),
+            self.steady > 0 && (left.steady == 0 || little),
         )
     }
 

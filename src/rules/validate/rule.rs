@@ -114,14 +114,7 @@ impl Validator<'_> {
             }
         }
         let cap = self.cap(at, &r);
-        let expires_after_ms = match r.expires_after_days {
-            None => None,
-            Some(d) if d > 0.0 && d.is_finite() => Some(days_to_millis(d)),
-            Some(d) => {
-                self.error(at, format!("expires_after_days must be > 0, got {d}"));
-                None
-            }
-        };
+        let expires_after_ms = self.days(at, "expires_after_days", r.expires_after_days);
         let glob = |g: &Option<String>| g.as_deref().map(Glob::new);
         Some(EngagementRule {
             id: r.id.get_ref().clone(),
@@ -141,15 +134,20 @@ impl Validator<'_> {
         })
     }
 
-    fn cap(&mut self, at: &At, r: &RawRule) -> Option<Cap> {
-        let window_ms = match r.window_days {
+    /// A span of days given as `key`, in milliseconds; it must be positive.
+    fn days(&mut self, at: &At, key: &str, days: Option<f64>) -> Option<i64> {
+        match days {
             None => None,
             Some(d) if d > 0.0 && d.is_finite() => Some(days_to_millis(d)),
             Some(d) => {
-                self.error(at, format!("window_days must be > 0, got {d}"));
+                self.error(at, format!("{key} must be > 0, got {d}"));
                 None
             }
-        };
+        }
+    }
+
+    fn cap(&mut self, at: &At, r: &RawRule) -> Option<Cap> {
+        let window_ms = self.days(at, "window_days", r.window_days);
         match r.max_times {
             None => {
                 if r.window_days.is_some() {
