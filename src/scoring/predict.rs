@@ -12,7 +12,9 @@
 use smallvec::SmallVec;
 
 use super::score::{clamp, curve, penalty, transition, Curve, Edge};
-use super::state::{fresh_sums, Contribution, ModelState, PredictedCause, Prediction, Tracked};
+use super::state::{
+    fresh_sums, Contribution, ModelState, PredictedCause, Prediction, Tracked, FRESH_SCAN,
+};
 use crate::rules::DecayRate;
 use crate::rules::Model;
 use crate::time::{EventTime, MS_PER_DAY};
@@ -203,6 +205,9 @@ struct Settle<'a> {
     live: &'a [Contribution],
     /// Expiry steps taken.
     taken: usize,
+    /// Folded contributions of `live[taken..]`, by part: kept step by
+    /// step, so that an expiry step costs O(1) however many are live.
+    left: Tracked,
     /// The never-expiring decaying sum, valued at `ref_time`.
     untracked_decaying: f64,
     ref_time: EventTime,
@@ -230,6 +235,7 @@ impl<'a> Settle<'a> {
         Some(Settle {
             live,
             taken: 0,
+            left: Tracked::of(live),
             untracked_decaying,
             ref_time: ms.ref_time,
             fit: ms.fit,
@@ -304,11 +310,15 @@ impl Walk<'_> {
             return;
         };
         s.taken += 1;
+        s.left.take(decays);
+        if s.live.len() - s.taken > FRESH_SCAN {
+            return; // a busy contact: as `Tracked::fresh`
+        }
         let gone = Tracked {
             decaying: u32::from(decays),
             steady: u32::from(!decays),
         };
-        let (fresh_decaying, fresh_steady) = gone.fresh(&s.live[s.taken..]);
+        let (fresh_decaying, fresh_steady) = gone.fresh_given(s.left);
         if !fresh_decaying && !fresh_steady {
             return;
         }

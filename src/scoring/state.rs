@@ -350,7 +350,7 @@ pub(crate) const FRESH_MAX: u32 = 8;
 
 /// Pending contributions beyond which no part is summed afresh (so that an
 /// expiry's extra work stays bounded for a very busy contact).
-const FRESH_SCAN: usize = 128;
+pub(crate) const FRESH_SCAN: usize = 128;
 
 /// Counts of folded, tracked contributions by part: decaying or steady.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -369,7 +369,12 @@ impl Tracked {
         if live.len() > FRESH_SCAN {
             return (false, false); // a busy contact: bounded work per expiry
         }
-        let left = Tracked::of(live);
+        self.fresh_given(Tracked::of(live))
+    }
+
+    /// [`Tracked::fresh`], given what is live already counted (`left`, of
+    /// at most [`FRESH_SCAN`] pending).
+    pub fn fresh_given(self, left: Tracked) -> (bool, bool) {
         let little = left.decaying + left.steady <= FRESH_MAX;
         (
             self.decaying > 0 && (left.decaying == 0 || little),
@@ -392,6 +397,17 @@ impl Tracked {
         } else {
             self.steady += 1;
         }
+    }
+
+    /// Takes one contribution of the decaying part (`decays`) or the steady
+    /// one out of the counts.
+    pub fn take(&mut self, decays: bool) {
+        let part = if decays {
+            &mut self.decaying
+        } else {
+            &mut self.steady
+        };
+        *part = part.saturating_sub(1);
     }
 }
 
