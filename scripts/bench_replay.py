@@ -6,9 +6,10 @@ usage: scripts/bench_replay.py [--events N] [--contacts N] [--rounds N] [--data 
 Generates (once, with `leadscore gen`) an event file, then alternates, on one
 core (taskset -c 0), `leadscore replay --decode-only` (read + JSON-decode into
 the wire types: the floor) and a full `leadscore replay` of the same file,
-reporting the best round of each, their ratio and peak RSS. It then replays
-files with the same number of events spread over fewer contacts, to show that
-memory does not grow with events per contact.
+reporting the best round of each, their ratio, the median of each round's
+own ratio, and peak RSS. It then replays files with the same number of events
+spread over fewer contacts, to show that memory does not grow with events per
+contact.
 """
 import argparse
 import os
@@ -78,6 +79,11 @@ def main():
     print(f"ratio       : {d_wall / r_wall:.2f} of decode-only throughput (target >= 0.50)")
     # On a shared machine the CPU time of a pinned run is steadier than its wall time.
     print(f"by CPU time : {d_cpu / r_cpu:.2f} (user + system, best {d_cpu:.2f} s / {r_cpu:.2f} s)")
+    # Each round's two runs are seconds apart and see the same machine: the
+    # median of their ratios is less at the mercy of one lucky run.
+    paired = sorted(d[0] / r[0] for d, r in zip(decode, full))
+    median = paired[len(paired) // 2] if len(paired) % 2 else (paired[len(paired) // 2 - 1] + paired[len(paired) // 2]) / 2
+    print(f"paired      : {median:.2f} median of the {args.rounds} rounds' ratios (range {paired[0]:.2f}-{paired[-1]:.2f})")
     print("memory vs events per contact (same number of events, fewer contacts):")
     for contacts in (args.contacts, args.contacts // 10, args.contacts // 100):
         path = generate(binary, os.path.join(args.data, f"events-{args.events}-{contacts}.jsonl"), args.events, contacts)
