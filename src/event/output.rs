@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::time::EventTime;
+
 /// What moved a contact between tiers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -44,6 +46,71 @@ pub struct TierChanged<S = String, C = Cause> {
     /// Wall-clock time of publication; live mode only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emitted_at: Option<S>,
+}
+
+/// A tier change as it is published: the engine's change with the names the
+/// rules give its model and tiers (`scoring::Engine::published`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Published<'a> {
+    pub contact: &'a str,
+    pub model: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    /// Whether `to` is above `from`.
+    pub up: bool,
+    pub score: f64,
+    pub previous_score: f64,
+    pub at: EventTime,
+    pub cause: &'a Cause,
+}
+
+impl Published<'_> {
+    /// Writes the output event as JSON, without allocating (its id and time
+    /// are formatted on the stack); `emitted_at` is the live service's
+    /// publication time.
+    pub fn write_json(
+        &self,
+        out: &mut impl std::io::Write,
+        emitted_at: Option<&str>,
+    ) -> std::io::Result<()> {
+        let id = tier_change_id(
+            self.contact,
+            self.model,
+            self.at.millis(),
+            self.from,
+            self.to,
+            self.cause,
+        );
+        let at_owned;
+        let at_bytes = self.at.rfc3339_bytes();
+        let at = match &at_bytes {
+            Some(b) => ascii(b),
+            None => {
+                at_owned = self.at.to_rfc3339();
+                &at_owned
+            }
+        };
+        let event = TierChanged {
+            event_id: ascii(&id),
+            kind: "tier_changed",
+            contact_id: self.contact,
+            model: self.model,
+            from_tier: self.from,
+            to_tier: self.to,
+            direction: if self.up { "up" } else { "down" },
+            score: round2(self.score),
+            previous_score: round2(self.previous_score),
+            at,
+            cause: self.cause,
+            emitted_at,
+        };
+        event.write_json(out)
+    }
+}
+
+/// Text of bytes known to be ASCII (hex digits, formatted times).
+fn ascii(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or("")
 }
 
 /// The same tier change always gets the same id: a 128-bit XXH3 digest (a

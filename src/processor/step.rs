@@ -220,7 +220,8 @@ impl<'p, S: StateStore> Step<'p, S> {
             let mut payload = Vec::with_capacity(512);
             self.p
                 .engine
-                .write_output(&mut payload, contact, change, Some(&self.emitted_at))
+                .published(contact, change)
+                .write_json(&mut payload, Some(&self.emitted_at))
                 .unwrap_or_default(); // writes into a Vec: cannot fail
             let entry = OutboxEntry {
                 topic: self.p.settings.output_topic.clone(),

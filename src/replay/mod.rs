@@ -384,7 +384,8 @@ impl<W: Write> Replayer<W> {
         for (idx, change) in self.changes.drain(..) {
             let contact = &self.contacts[idx as usize].name;
             self.engine
-                .write_output(&mut self.out, contact, &change, None)?;
+                .published(contact, &change)
+                .write_json(&mut self.out, None)?;
             self.out.write_all(b"\n")?;
         }
         Ok(())

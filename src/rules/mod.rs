@@ -102,7 +102,39 @@ impl DecayRate {
 pub struct Tier {
     pub name: String,
     pub min: f64,
+    /// The lowest score that counts as reaching `min` ([`reach`]).
+    pub up: f64,
+    /// The lowest score that counts as reaching `min − hysteresis`: below
+    /// it, a contact leaves this tier.
+    pub down: f64,
 }
+
+impl Tier {
+    pub fn new(name: String, min: f64, hysteresis: f64) -> Tier {
+        Tier {
+            name,
+            min,
+            up: reach(min),
+            down: reach(min - hysteresis),
+        }
+    }
+}
+
+/// The lowest score that counts as reaching `edge`: the edge less a few
+/// units in the last place of the sums (1e-13 points, or 2^-48 of the
+/// edge's size past ~28 points). Scores are running sums, re-based as the
+/// clock moves; where the spec's formula puts a score exactly on an edge
+/// (points that cancel, 10 points at 10 %/day after one day against a `min`
+/// of 9), they can come out that little below it, and the tier rule then
+/// takes them as on it. A decay crossing is pinned to the first millisecond
+/// at or past the same threshold.
+pub fn reach(edge: f64) -> f64 {
+    edge - (edge.abs() * TIE_RELATIVE).max(TIE_ABSOLUTE)
+}
+
+const TIE_ABSOLUTE: f64 = 1e-13;
+/// 2^-48: 16 units in the last place.
+const TIE_RELATIVE: f64 = 1.0 / (1u64 << 48) as f64;
 
 #[derive(Debug, Clone)]
 pub struct Penalty {

@@ -17,7 +17,7 @@ pub use predict::{predict, stays_lowest};
 pub use score::{components, transition, Components, Edge};
 pub use state::{ContactState, ModelState, PredictedCause, Prediction};
 
-use crate::event::output::{round2, tier_change_id, Cause, TierChanged};
+use crate::event::output::{Cause, Published};
 use crate::event::{Event, EventBody, EventKind};
 use crate::rules::RuleSet;
 use crate::time::EventTime;
@@ -400,57 +400,21 @@ impl Engine {
         ms.next = next;
     }
 
-    /// Writes the output event (JSON) for a change of `contact`, without
-    /// allocating; `emitted_at` is the live service's publication time.
-    pub fn write_output(
-        &self,
-        out: &mut impl std::io::Write,
-        contact: &str,
-        change: &TierChange,
-        emitted_at: Option<&str>,
-    ) -> std::io::Result<()> {
+    /// The output event of a change of `contact`, with the names the rules
+    /// give its model and tiers; the caller writes it
+    /// ([`Published::write_json`]).
+    pub fn published<'a>(&'a self, contact: &'a str, change: &'a TierChange) -> Published<'a> {
         let model = &self.rules.models[change.model];
-        let (from, to) = (&model.tiers[change.from].name, &model.tiers[change.to].name);
-        let id = tier_change_id(
+        Published {
             contact,
-            &model.name,
-            change.at.millis(),
-            from,
-            to,
-            &change.cause,
-        );
-        let at_owned;
-        let at_bytes = change.at.rfc3339_bytes();
-        let at = match &at_bytes {
-            Some(b) => ascii(b),
-            None => {
-                at_owned = change.at.to_rfc3339();
-                &at_owned
-            }
-        };
-        let event = TierChanged {
-            event_id: ascii(&id),
-            kind: "tier_changed",
-            contact_id: contact,
             model: &model.name,
-            from_tier: from,
-            to_tier: to,
-            direction: if change.to > change.from {
-                "up"
-            } else {
-                "down"
-            },
-            score: round2(change.score),
-            previous_score: round2(change.previous_score),
-            at,
+            from: &model.tiers[change.from].name,
+            to: &model.tiers[change.to].name,
+            up: change.to > change.from,
+            score: change.score,
+            previous_score: change.previous_score,
+            at: change.at,
             cause: &change.cause,
-            emitted_at,
-        };
-        event.write_json(out)
+        }
     }
-}
-
-/// Text of bytes known to be ASCII (hex digits, formatted times).
-fn ascii(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or("")
 }

@@ -346,11 +346,11 @@ impl Walk<'_> {
             .unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
         let boundary = if c.decaying > 0.0 {
             // falling towards `constant`: a move down needs score < min − h
-            let b = tiers[self.tier].min - model.hysteresis;
+            let b = tiers[self.tier].down;
             (self.tier > 0 && c.constant < b && b > lo).then_some(b)?
         } else {
             // rising towards `constant`: a move up needs score ≥ next min
-            let b = tiers.get(self.tier + 1)?.min;
+            let b = tiers.get(self.tier + 1)?.up;
             (c.constant > b && b <= hi).then_some(b)?
         };
         let ratio = (boundary - c.constant) / c.decaying;

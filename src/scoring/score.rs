@@ -164,19 +164,20 @@ pub fn components(
 }
 
 /// The tier a contact in tier `current` moves to at `score`, if it moves.
+/// A score counts as reaching an edge (a `min`, or `min − h` on the way
+/// down) from a hair below it ([`crate::rules::reach`]).
 pub fn transition(model: &Model, current: usize, score: f64) -> Option<usize> {
     let tiers = &model.tiers;
     if let Some(up) = (current + 1..tiers.len())
         .rev()
-        .find(|&i| tiers[i].min <= score)
+        .find(|&i| score >= tiers[i].up)
     {
         return Some(up);
     }
-    let h = model.hysteresis;
-    if current > 0 && score < tiers[current].min - h {
+    if current > 0 && score < tiers[current].down {
         return (0..current)
             .rev()
-            .find(|&i| i == 0 || score >= tiers[i].min - h);
+            .find(|&i| i == 0 || score >= tiers[i].down);
     }
     None
 }
@@ -214,5 +215,36 @@ mod tests {
         let strict = model(0);
         assert_eq!(transition(&strict, 2, 50.0), None);
         assert_eq!(transition(&strict, 2, 49.999), Some(1));
+    }
+
+    /// What running sums leave of points that cancel, or of a decayed value
+    /// the formula puts exactly on an edge, does not decide a tier: a score
+    /// a few units in the last place below an edge counts as on it, one a
+    /// visible amount below does not.
+    #[test]
+    fn a_score_a_rounding_below_an_edge_is_on_it() {
+        let m = model(5);
+        let below = |edge: f64, ulps: f64| edge - ulps * edge.abs().max(1.0) * f64::EPSILON;
+        assert_eq!(transition(&m, 0, below(20.0, 4.0)), Some(1));
+        assert_eq!(transition(&m, 0, 20.0 - 1e-9), None);
+        assert_eq!(transition(&m, 2, below(45.0, 4.0)), None, "on 50 − 5");
+        assert_eq!(transition(&m, 2, 45.0 - 1e-9), Some(1));
+        assert_eq!(transition(&m, 1, below(15.0, 4.0)), None, "on 20 − 5");
+        // 10 points at 10 %/day, re-based after 18 hours and valued 6 hours
+        // later, against a `min` of 9: 10 × 0.9^0.75 × 0.9^0.25 is
+        // 8.999999999999998, where the formula gives 10 × 0.9 = 9.
+        let nine = RuleSet::parse(
+            "[[model]]\nname = \"m\"\ntiers = [{ name = \"cold\" }, { name = \"warm\", min = 9 }]\n",
+        )
+        .unwrap()
+        .models
+        .remove(0);
+        assert_eq!(transition(&nine, 0, 8.999999999999998), Some(1));
+        assert_eq!(transition(&nine, 0, 8.9999999), None);
+        // An edge at zero (a hysteresis band down to 0) and +25 and −25 that
+        // cancel, one carried over two re-bases: what is left is on it.
+        let cancel = model(20);
+        assert_eq!(transition(&cancel, 1, -3.6e-15), None, "on 20 − 20");
+        assert_eq!(transition(&cancel, 1, -1e-9), Some(0));
     }
 }

@@ -176,7 +176,7 @@ impl Validator<'_> {
                     None
                 }
             });
-        let tiers = self.tiers(&at, &m);
+        let tiers = self.tiers(&at, &m, hysteresis);
         let penalties = self.penalties(&at, &m);
         let mut ids = HashSet::new();
         let mut fit_rules = Vec::new();
@@ -249,7 +249,7 @@ impl Validator<'_> {
         }
     }
 
-    fn tiers(&mut self, at: &At, m: &RawModel) -> Vec<Tier> {
+    fn tiers(&mut self, at: &At, m: &RawModel, hysteresis: f64) -> Vec<Tier> {
         let mut tiers: Vec<Tier> = Vec::new();
         if m.tiers.get_ref().is_empty() {
             self.error(
@@ -290,10 +290,7 @@ impl Validator<'_> {
                     min
                 }
             };
-            tiers.push(Tier {
-                name: t.name.clone(),
-                min,
-            });
+            tiers.push(Tier::new(t.name.clone(), min, hysteresis));
         }
         tiers
     }
