@@ -8,6 +8,32 @@
 //! cache, and on a mismatch asks [`ContactIndex::matching`] for every
 //! contact with the same full digest.
 
+use crate::event::EventKind;
+use crate::scoring::UrlMatches;
+
+/// What looking up a decoded line found, for prefetching and applying it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LookedUp {
+    /// The contact it may be for (see [`super::Replayer::candidate`]); `u32::MAX`
+    /// for a line that was rejected.
+    pub idx: u32,
+    /// The digest of the contact id.
+    pub digest: u64,
+    pub kind: Option<EventKind>,
+    pub urls: UrlMatches,
+}
+
+impl LookedUp {
+    pub fn reject() -> LookedUp {
+        LookedUp {
+            idx: u32::MAX,
+            digest: 0,
+            kind: None,
+            urls: UrlMatches::default(),
+        }
+    }
+}
+
 /// Largest share of buckets in use before the table doubles.
 const MAX_LOAD_NUM: usize = 1;
 const MAX_LOAD_DEN: usize = 2;

@@ -6,11 +6,23 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{ReplayStats, BATCH};
+use super::{Replayer, Slot, BATCH};
 use crate::event::output::round2;
 use crate::event::DecodeError;
 use crate::scoring::{ContactState, Engine};
 use crate::time::EventTime;
+
+/// Counts reported at the end of a replay.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayStats {
+    pub lines: u64,
+    pub events: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub changes: u64,
+    pub timers_fired: u64,
+    pub timer_updates: u64,
+}
 
 /// A `--rejects-out` line.
 #[derive(Debug, Serialize)]
@@ -107,4 +119,23 @@ pub fn write_score_lines(
         out.write_all(b"\n")?;
     }
     Ok(())
+}
+
+impl<W: Write> Replayer<W> {
+    /// Writes one score line per contact and model at the current clock,
+    /// sorted by contact id then model name.
+    pub fn write_scores(&self, out: &mut impl Write) -> io::Result<()> {
+        let Some(now) = self.clock else { return Ok(()) };
+        let mut order: Vec<&Slot> = self.contacts.iter().collect();
+        order.sort_by(|a, b| a.name.cmp(&b.name));
+        for Slot {
+            name: contact,
+            state,
+            ..
+        } in order
+        {
+            write_score_lines(&self.engine, contact, state, now, out)?;
+        }
+        Ok(())
+    }
 }

@@ -17,29 +17,17 @@ use compact_str::CompactString;
 use std::io::{self, BufRead, Write};
 
 pub use input::{parse_line, Record};
-pub use lines::{write_score_lines, Progress, RejectLine, ScoreLine};
+pub use lines::{write_score_lines, Progress, RejectLine, ReplayStats, ScoreLine};
 
 use crate::cache::prefetch_bytes;
 use crate::dedupe::RecentIds;
-use crate::event::{decode, DecodeError, Event, EventKind, TopicMap};
+use crate::event::{decode, DecodeError, Event, TopicMap};
 use crate::scoring::{ContactState, Effects, Engine, TierChange, UrlMatches};
 use crate::time::EventTime;
 use crate::timer::{DenseIndex, TimerWheel};
-use index::ContactIndex;
+use index::{ContactIndex, LookedUp};
 use lines::write_reject;
 use prefetch::{prefetch_cap_times, prefetch_deep, prefetch_heap, Parts};
-
-/// Counts reported at the end of a replay.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ReplayStats {
-    pub lines: u64,
-    pub events: u64,
-    pub rejected: u64,
-    pub duplicates: u64,
-    pub changes: u64,
-    pub timers_fired: u64,
-    pub timer_updates: u64,
-}
 
 type TimerKey = (u32, u16);
 
@@ -49,29 +37,6 @@ struct Slot {
     name: CompactString,
     state: ContactState,
     seen: RecentIds,
-}
-
-/// What looking up a decoded line found, for prefetching and applying it.
-#[derive(Debug, Clone, Copy)]
-struct LookedUp {
-    /// The contact it may be for (see [`Replayer::candidate`]); `u32::MAX`
-    /// for a line that was rejected.
-    idx: u32,
-    /// The digest of the contact id.
-    digest: u64,
-    kind: Option<EventKind>,
-    urls: UrlMatches,
-}
-
-impl LookedUp {
-    fn reject() -> LookedUp {
-        LookedUp {
-            idx: u32::MAX,
-            digest: 0,
-            kind: None,
-            urls: UrlMatches::default(),
-        }
-    }
 }
 
 /// Replays records through the engine, writing tier changes to `out`.
@@ -133,8 +98,8 @@ impl<W: Write> Replayer<W> {
         decode(kind, rec.key.as_deref().map(str::as_bytes), &rec.payload)
     }
 
-    /// Queues a decoded line. Every [`BATCH`] lines, the queue is applied
-    /// in order up to its last [`AHEAD`] lines (see [`Self::run`]).
+    /// Queues a decoded line. Every `BATCH` lines, the queue is applied
+    /// in order up to its last `AHEAD` lines (see `run`).
     pub fn push(
         &mut self,
         line_no: u64,
@@ -387,23 +352,6 @@ impl<W: Write> Replayer<W> {
                 .published(contact, &change)
                 .write_json(&mut self.out, None)?;
             self.out.write_all(b"\n")?;
-        }
-        Ok(())
-    }
-
-    /// Writes one score line per contact and model at the current clock,
-    /// sorted by contact id then model name.
-    pub fn write_scores(&self, out: &mut impl Write) -> io::Result<()> {
-        let Some(now) = self.clock else { return Ok(()) };
-        let mut order: Vec<&Slot> = self.contacts.iter().collect();
-        order.sort_by(|a, b| a.name.cmp(&b.name));
-        for Slot {
-            name: contact,
-            state,
-            ..
-        } in order
-        {
-            write_score_lines(&self.engine, contact, state, now, out)?;
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 
 pub mod caps;
 pub mod explain;
+mod fresh;
 mod predict;
 pub mod profile;
 mod score;

@@ -11,10 +11,9 @@
 
 use smallvec::SmallVec;
 
+use super::fresh::{fresh_sums, Tracked, FRESH_SCAN};
 use super::score::{clamp, curve, penalty, transition, Curve, Edge};
-use super::state::{
-    fresh_sums, Contribution, ModelState, PredictedCause, Prediction, Tracked, FRESH_SCAN,
-};
+use super::state::{Contribution, ModelState, PredictedCause, Prediction};
 use crate::rules::DecayRate;
 use crate::rules::Model;
 use crate::time::{EventTime, MS_PER_DAY};

@@ -1,6 +1,7 @@
 //! The score formula of SPEC §4 and the tier rule with hysteresis.
 
-use super::state::{fresh_sums, ModelState, Tracked};
+use super::fresh::{fresh_sums, Tracked};
+use super::state::ModelState;
 use crate::rules::Model;
 use crate::time::EventTime;
 
