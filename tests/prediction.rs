@@ -332,6 +332,38 @@ fn a_lowest_tier_score_that_rises_is_still_predicted() {
     assert_eq!(plain.state.models[0].next, None);
 }
 
+/// A score that only tends to a tier's `min` (a fading negative part over a
+/// fit exactly on it) never reaches it by decay, as in the spec's formula,
+/// however close it comes: no change is predicted. One that tends to just
+/// above it gets there.
+#[test]
+fn a_score_that_only_tends_to_a_min_never_reaches_it() {
+    let rules = LOWEST_TIER.replace("min = 5", "min = 10");
+    let mut c = Contact::new(&rules);
+    let ceo = [("title", FieldValue::Text("ceo".into()))];
+    c.apply(&form("e1", "f", &ceo, at(0.0)));
+    c.apply(&visit("e2", "https://x/careers", at(0.0)));
+    assert_eq!(c.tier(0), "cold", "10 − 9 is below warm");
+    assert_eq!(
+        c.state.models[0].next, None,
+        "10 − 9·2^(−d/7) stays below 10"
+    );
+
+    // With the fit half a point above the min, the rise gets there:
+    // 10.5 − 9·2^(−d/7) = 10 at d = 7·log2(18).
+    let above_rules = rules.replace("points = 10\n", "points = 10.5\n");
+    let mut above = Contact::new(&above_rules);
+    above.apply(&form("e1", "f", &ceo, at(0.0)));
+    above.apply(&visit("e2", "https://x/careers", at(0.0)));
+    let p = above.state.models[0]
+        .next
+        .clone()
+        .expect("a rise into warm");
+    assert_eq!(p.to_tier, Some(1));
+    let expected = 7.0 * 18f64.log2();
+    assert!((p.at.days_since(at(0.0)) - expected).abs() < 1e-6, "{p:?}");
+}
+
 const LOWEST_TIER: &str = r#"[[model]]
 name = "m"
 decay = { half_life_days = 7 }

@@ -349,8 +349,10 @@ impl Walk<'_> {
             (self.tier > 0 && c.constant < b && b > lo).then_some(b)?
         } else {
             // rising towards `constant`: a move up needs score ≥ next min
-            let b = tiers.get(self.tier + 1)?.up;
-            (c.constant > b && b <= hi).then_some(b)?
+            // (from a hair below it on); a curve that only tends to the min
+            // never gets there, however close it comes
+            let next = tiers.get(self.tier + 1)?;
+            (c.constant > next.min && next.min <= hi).then_some(next.up)?
         };
         let ratio = (boundary - c.constant) / c.decaying;
         if ratio.is_nan() || ratio <= 0.0 {
