@@ -2,7 +2,7 @@
 """Random rules and events through `leadscore replay` and through scripts/oracle.py,
 compared with the conformance checker's tolerances (scores ±0.02, `at` ±1 s).
 
-usage: scripts/differential.py BINARY [--cases N] [--seed S] [--dense] [--exact] [--wire] [--keep DIR]
+usage: scripts/differential.py BINARY [--cases N] [--seed S] [--dense] [--exact] [--wire] [--exact-at] [--keep DIR]
 
 Each case draws a rules file (decay of either kind or none, hysteresis, clamps,
 inactivity steps, fit rules of every op, engagement rules with caps, per-item caps,
@@ -221,11 +221,15 @@ def main():
     ap.add_argument("--dense", action="store_true")
     ap.add_argument("--exact", action="store_true", help="whole points and thresholds: ties everywhere")
     ap.add_argument("--wire", action="store_true", help="envelopes, offsets, fraction digits, rejects")
+    ap.add_argument("--exact-at", action="store_true",
+                    help="tier changes' `at` to the millisecond (the conformance checker allows 1 s)")
     ap.add_argument("--keep", default="/tmp/differential")
     args = ap.parse_args()
     spec = importlib.util.spec_from_file_location("check", CHECK)
     check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(check)
+    if args.exact_at:
+        check.AT_TOL_S = 0.0005
     failed = 0
     for case in range(args.seed, args.seed + args.cases):
         r = random.Random(case)

@@ -3,7 +3,8 @@
 //! contribution, sums them afresh for each score and finds each time-driven
 //! tier change by bisection. scripts/differential.py draws the rules and
 //! events (fixed seeds: a failure reproduces, and the failing case is kept
-//! on disk) and compares with the conformance checker's tolerances.
+//! on disk) and compares as the conformance checker does, but with each
+//! tier change's `at` to the millisecond (the checker allows a second).
 
 mod common;
 
@@ -17,6 +18,7 @@ fn agrees(args: &[&str]) {
         .arg(root().join("scripts/differential.py"))
         .arg(bin())
         .args(args)
+        .arg("--exact-at")
         .arg("--keep")
         .arg(keep.path())
         .output()
