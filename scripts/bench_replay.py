@@ -14,6 +14,7 @@ contact.
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -81,9 +82,9 @@ def main():
     print(f"by CPU time : {d_cpu / r_cpu:.2f} (user + system, best {d_cpu:.2f} s / {r_cpu:.2f} s)")
     # Each round's two runs are seconds apart and see the same machine: the
     # median of their ratios is less at the mercy of one lucky run.
-    paired = sorted(d[0] / r[0] for d, r in zip(decode, full))
-    median = paired[len(paired) // 2] if len(paired) % 2 else (paired[len(paired) // 2 - 1] + paired[len(paired) // 2]) / 2
-    print(f"paired      : {median:.2f} median of the {args.rounds} rounds' ratios (range {paired[0]:.2f}-{paired[-1]:.2f})")
+    paired = [d[0] / r[0] for d, r in zip(decode, full)]
+    print(f"paired      : {statistics.median(paired):.2f} median of the {args.rounds} rounds' ratios "
+          f"(range {min(paired):.2f}-{max(paired):.2f})")
     print("memory vs events per contact (same number of events, fewer contacts):")
     for contacts in (args.contacts, args.contacts // 10, args.contacts // 100):
         path = generate(binary, os.path.join(args.data, f"events-{args.events}-{contacts}.jsonl"), args.events, contacts)

@@ -12,7 +12,7 @@ const FRESH_MAX: u32 = 8;
 
 /// Pending contributions beyond which no part is summed afresh (so that an
 /// expiry's extra work stays bounded for a very busy contact).
-pub(crate) const FRESH_SCAN: usize = 128;
+const FRESH_SCAN: usize = 128;
 
 /// Counts of folded, tracked contributions by part: decaying or steady.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -28,15 +28,17 @@ impl Tracked {
     /// some and what is left of it is none, or little. Not past
     /// [`FRESH_SCAN`] pending.
     pub fn fresh(self, live: &[Contribution]) -> (bool, bool) {
-        if live.len() > FRESH_SCAN {
-            return (false, false); // a busy contact: bounded work per expiry
-        }
-        self.fresh_given(Tracked::of(live))
+        // Counted no further than the bound: past it the counts go unused.
+        let left = Tracked::of(&live[..live.len().min(FRESH_SCAN)]);
+        self.fresh_given(left, live.len())
     }
 
-    /// [`Tracked::fresh`], given what is live already counted (`left`, of
-    /// at most [`FRESH_SCAN`] pending).
-    pub fn fresh_given(self, left: Tracked) -> (bool, bool) {
+    /// [`Tracked::fresh`], given what is live already counted: `left` of
+    /// `pending` contributions still pending.
+    pub fn fresh_given(self, left: Tracked, pending: usize) -> (bool, bool) {
+        if pending > FRESH_SCAN {
+            return (false, false); // a busy contact: bounded work per expiry
+        }
         let little = left.decaying + left.steady <= FRESH_MAX;
         (
             self.decaying > 0 && (left.decaying == 0 || little),

@@ -11,7 +11,7 @@
 
 use smallvec::SmallVec;
 
-use super::fresh::{fresh_sums, Tracked, FRESH_SCAN};
+use super::fresh::{fresh_sums, Tracked};
 use super::score::{clamp, curve, penalty, transition, Curve, Edge};
 use super::state::{Contribution, ModelState, PredictedCause, Prediction};
 use crate::rules::DecayRate;
@@ -310,14 +310,11 @@ impl Walk<'_> {
         };
         s.taken += 1;
         s.left.take(decays);
-        if s.live.len() - s.taken > FRESH_SCAN {
-            return; // a busy contact: as `Tracked::fresh`
-        }
         let gone = Tracked {
             decaying: u32::from(decays),
             steady: u32::from(!decays),
         };
-        let (fresh_decaying, fresh_steady) = gone.fresh_given(s.left);
+        let (fresh_decaying, fresh_steady) = gone.fresh_given(s.left, s.live.len() - s.taken);
         if !fresh_decaying && !fresh_steady {
             return;
         }
