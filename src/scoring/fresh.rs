@@ -28,17 +28,14 @@ impl Tracked {
     /// some and what is left of it is none, or little. Not past
     /// [`FRESH_SCAN`] pending.
     pub fn fresh(self, live: &[Contribution]) -> (bool, bool) {
-        // Counted no further than the bound: past it the counts go unused.
-        let left = Tracked::of(&live[..live.len().min(FRESH_SCAN)]);
-        self.fresh_given(left, live.len())
-    }
-
-    /// [`Tracked::fresh`], given what is live already counted: `left` of
-    /// `pending` contributions still pending.
-    pub fn fresh_given(self, left: Tracked, pending: usize) -> (bool, bool) {
-        if pending > FRESH_SCAN {
+        if live.len() > FRESH_SCAN {
             return (false, false); // a busy contact: bounded work per expiry
         }
+        self.fresh_against(Tracked::of(live))
+    }
+
+    /// [`Tracked::fresh`], given `left`, what is live of each part.
+    fn fresh_against(self, left: Tracked) -> (bool, bool) {
         let little = left.decaying + left.steady <= FRESH_MAX;
         (
             self.decaying > 0 && (left.decaying == 0 || little),
@@ -62,16 +59,39 @@ impl Tracked {
             self.steady += 1;
         }
     }
+}
 
-    /// Takes one contribution of the decaying part (`decays`) or the steady
-    /// one out of the counts.
-    pub fn take(&mut self, decays: bool) {
-        let part = if decays {
-            &mut self.decaying
-        } else {
-            &mut self.steady
+/// What is live of each part as a walk takes folded contributions' expiries
+/// in their order: counted once no more than [`FRESH_SCAN`] are left, then
+/// kept step by step. So an expiry step costs O(1), and a busy contact's
+/// walk counts nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct LiveParts(Option<Tracked>);
+
+impl LiveParts {
+    /// [`Tracked::fresh`] after one contribution (decaying if `decays`)
+    /// expired, with `rest` still pending.
+    pub fn fresh_after(&mut self, decays: bool, rest: &[Contribution]) -> (bool, bool) {
+        let gone = Tracked {
+            decaying: u32::from(decays),
+            steady: u32::from(!decays),
         };
-        *part = part.saturating_sub(1);
+        if rest.len() > FRESH_SCAN {
+            return (false, false); // as in `Tracked::fresh`
+        }
+        let left = match &mut self.0 {
+            Some(left) => {
+                let part = if decays {
+                    &mut left.decaying
+                } else {
+                    &mut left.steady
+                };
+                *part = part.saturating_sub(1);
+                *left
+            }
+            None => *self.0.insert(Tracked::of(rest)),
+        };
+        gone.fresh_against(left)
     }
 }
 
@@ -95,4 +115,40 @@ pub(crate) fn fresh_sums<'c>(
         .filter(|c| !c.decays)
         .fold(untracked_steady, |sum, c| sum + c.points);
     (decaying, steady)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A walk's step-by-step counts decide as a recount of what is left
+    /// would, at every step, for a busy contact as for a quiet one.
+    #[test]
+    fn counts_kept_by_a_walk_decide_as_a_recount() {
+        for n in [3, 12, FRESH_SCAN + 20] {
+            let pending: Vec<Contribution> = (0..n)
+                .map(|i| Contribution {
+                    rule: 0,
+                    t: EventTime::from_millis(i as i64),
+                    points: 1.0,
+                    expires: Some(EventTime::from_millis(1000 + i as i64)),
+                    decays: i % 3 != 0,
+                    folded: true,
+                })
+                .collect();
+            let mut kept = LiveParts::default();
+            for (taken, c) in pending.iter().enumerate() {
+                let rest = &pending[taken + 1..];
+                let gone = Tracked {
+                    decaying: u32::from(c.decays),
+                    steady: u32::from(!c.decays),
+                };
+                assert_eq!(
+                    kept.fresh_after(c.decays, rest),
+                    gone.fresh(rest),
+                    "{n} pending, step {taken}"
+                );
+            }
+        }
+    }
 }

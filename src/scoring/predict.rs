@@ -11,7 +11,7 @@
 
 use smallvec::SmallVec;
 
-use super::fresh::{fresh_sums, Tracked};
+use super::fresh::{fresh_sums, LiveParts};
 use super::score::{clamp, curve, penalty, transition, Curve, Edge};
 use super::state::{Contribution, ModelState, PredictedCause, Prediction};
 use crate::rules::DecayRate;
@@ -204,9 +204,8 @@ struct Settle<'a> {
     live: &'a [Contribution],
     /// Expiry steps taken.
     taken: usize,
-    /// Folded contributions of `live[taken..]`, by part: kept step by
-    /// step, so that an expiry step costs O(1) however many are live.
-    left: Tracked,
+    /// What is live of `live[taken..]`, by part.
+    left: LiveParts,
     /// The never-expiring decaying sum, valued at `ref_time`.
     untracked_decaying: f64,
     ref_time: EventTime,
@@ -234,7 +233,7 @@ impl<'a> Settle<'a> {
         Some(Settle {
             live,
             taken: 0,
-            left: Tracked::of(live),
+            left: LiveParts::default(),
             untracked_decaying,
             ref_time: ms.ref_time,
             fit: ms.fit,
@@ -309,12 +308,7 @@ impl Walk<'_> {
             return;
         };
         s.taken += 1;
-        s.left.take(decays);
-        let gone = Tracked {
-            decaying: u32::from(decays),
-            steady: u32::from(!decays),
-        };
-        let (fresh_decaying, fresh_steady) = gone.fresh_given(s.left, s.live.len() - s.taken);
+        let (fresh_decaying, fresh_steady) = s.left.fresh_after(decays, &s.live[s.taken..]);
         if !fresh_decaying && !fresh_steady {
             return;
         }
