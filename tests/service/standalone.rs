@@ -1,0 +1,157 @@
+//! The service on its own: the embedded default, the demo, and faults
+//! outside the service (a broker that is not there, a corrupt state
+//! directory, a full disk).
+
+use super::*;
+
+// --- the embedded default ----------------------------------------------------
+
+#[test]
+fn run_with_no_configuration_starts_an_embedded_broker_and_scores_what_is_produced() {
+    let dir = TempDir::new().unwrap();
+    let log = dir.path().join("service.log");
+    let _show = ShowLogOnFailure(log.clone());
+    let mut child = Command::new(bin())
+        .arg("run")
+        .current_dir(dir.path())
+        .env("LEADSCORE__HTTP__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut banner).unwrap();
+    let address = banner
+        .split("embedded Kafka broker at ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .trim()
+        .to_string();
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    wait_log(&log, "ready");
+    // Recent events: the wall clock scores them as they are now.
+    let (events, _) = recent_events(dir.path(), 500, 20);
+    run_bin(&[
+        "produce",
+        "--brokers",
+        &address,
+        "--file",
+        events.to_str().unwrap(),
+    ]);
+    let broker = Broker {
+        bootstrap: address,
+        prefix: String::new(),
+        _mock: None,
+    };
+    wait_count(&broker, "lead-score-events", 1, &log);
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30), &log), 0);
+    assert!(
+        dir.path().join("leadscore-data").is_dir(),
+        "state in the default directory"
+    );
+}
+
+#[test]
+fn demo_prints_tier_changes_as_they_happen() {
+    let out = Command::new(bin())
+        .args(["demo", "--duration", "4s", "--rate", "300", "--speed", "1d"])
+        .env("LEADSCORE__HTTP__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let changes = text.lines().filter(|l| l.contains(" -> ")).count();
+    assert!(changes > 0, "{text}");
+    assert!(text.contains("tier changes published"), "{text}");
+}
+
+// --- faults ------------------------------------------------------------------
+
+#[test]
+fn an_unreachable_broker_is_retried_and_logged_not_fatal() {
+    let dir = TempDir::new().unwrap();
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = nobody.local_addr().unwrap().to_string();
+    drop(nobody); // nothing listens there now
+    let broker = Broker {
+        bootstrap: address,
+        prefix: String::new(),
+        _mock: None,
+    };
+    let rules = root().join("examples/rules.toml");
+    let config = write_config(dir.path(), &broker, "wall", &rules, "");
+    let log = dir.path().join("service.log");
+    let _show = ShowLogOnFailure(log.clone());
+    let mut child = spawn(&config, &[], &log);
+    wait_log(&log, "retrying with backoff");
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(40), &log), 0);
+}
+
+#[test]
+fn a_corrupt_state_directory_stops_the_service_with_a_clear_error() {
+    let dir = TempDir::new().unwrap();
+    let broker = Broker::mock();
+    let rules = root().join("examples/rules.toml");
+    let config = write_config(dir.path(), &broker, "wall", &rules, "");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("CURRENT"), "MANIFEST-000042\n").unwrap();
+    let out = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("opening state in") && stderr.contains(state.to_str().unwrap()),
+        "{stderr}"
+    );
+}
+
+#[test]
+#[ignore = "mounts a 4 MiB tmpfs: needs root (scripts/test.sh runs it where allowed)"]
+fn a_full_disk_stops_the_service_with_a_clear_error() {
+    let dir = TempDir::new().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount needs root");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let broker = Broker::mock();
+    let rules = root().join("examples/rules.toml");
+    let config = write_config(dir.path(), &broker, "event", &rules, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("dir = \"{}\"", dir.path().join("state").display()),
+        &format!("dir = \"{}\"", small.join("state").display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    broker.produce(&oracle_stream(dir.path(), 60_000));
+    let log = dir.path().join("service.log");
+    let _show = ShowLogOnFailure(log.clone());
+    let mut child = spawn(&config, &[], &log);
+    assert_eq!(wait_exit(&mut child, DEADLINE, &log), 1);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("No space left on device"), "{text}");
+}
