@@ -145,10 +145,16 @@ pub fn predict(
         if let Some(cut) = cut.filter(|&cut| at >= cut) {
             return walk.crossing(cut).or(Some(recheck(cut)));
         }
-        if let Some(p) = walk.crossing(at) {
-            return Some(p);
+        // The curve is monotone up to `at`: unless the tier rule fires on it
+        // just before the steps there, no earlier millisecond moves the tier
+        // either, and the crossing need not be solved.
+        let before = walk.at(at);
+        if walk.change(before).is_some() {
+            if let Some(p) = walk.crossing(at) {
+                return Some(p);
+            }
         }
-        walk.advance_to(at);
+        walk.advance_to(at, before);
         let mut cause = None;
         while i < steps.len() && steps[i].0 == at {
             let step_cause = walk.apply(at, steps[i].1);
@@ -259,8 +265,9 @@ impl Walk<'_> {
         )
     }
 
-    fn advance_to(&mut self, t: EventTime) {
-        self.curve = self.at(t);
+    /// Moves the walk's start to `t`, where the curve is `curve` (`self.at(t)`).
+    fn advance_to(&mut self, t: EventTime, curve: Curve) {
+        self.curve = curve;
         self.start = t;
     }
 
