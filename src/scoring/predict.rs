@@ -4,9 +4,10 @@
 //! ahead of the clock starting to decay) the score is `A·f^Δ + B`, monotone.
 //! The walk starts from the full score at `now` and carries `A` and `B`
 //! across breakpoints incrementally, so a prediction costs one pass over the
-//! pending contributions plus O(1) per breakpoint visited. Inside a segment a
-//! decay crossing is solved in closed form, then pinned to the first
-//! millisecond at which the tier rule, evaluated on the same curve, says
+//! pending contributions plus O(1) per breakpoint visited. A segment on
+//! whose end the tier rule fires holds a decay crossing (none otherwise, the
+//! curve being monotone): it is solved in closed form, then pinned to the
+//! first millisecond at which the rule, evaluated on the same curve, says
 //! "move". At a breakpoint the score may jump; the rule is evaluated there.
 
 use smallvec::SmallVec;
