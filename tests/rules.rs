@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use leadscore::rules::{RuleError, RuleSet};
+
 fn check_rules(path: &Path) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_leadscore"))
         .arg("check-rules")
@@ -83,5 +85,112 @@ fn a_missing_file_exits_2_and_says_so() {
     assert!(
         stderr.contains("cannot read rules file /nonexistent/rules.toml"),
         "{stderr}"
+    );
+}
+
+fn errors_of(text: &str) -> Vec<RuleError> {
+    RuleSet::parse(text).expect_err("the rules are invalid")
+}
+
+#[test]
+fn every_shape_error_is_reported_with_the_semantic_ones() {
+    let text = r#"[[model]]
+name = "a"
+tiers = [{ name = "cold" }]
+bogus = 1
+
+[[model]]
+name = "b"
+hysteresis = "x"
+tiers = [{ name = "cold" }, { name = "warm", min = 10 }]
+
+[[model.rule]]
+id = "r1"
+when = "page_visit"
+points = "1"
+
+[[model.rule]]
+id = "r2"
+when = "purchase"
+url = "*"
+points = 1
+
+[[model.rule]]
+id = "r3"
+when = "page_visit"
+ponts = 1
+
+[[model.rule]]
+id = "r2"
+when = "purchase"
+points = 2
+"#;
+    let got = errors_of(text);
+    let want: [(usize, &str, Option<&str>, &str); 7] = [
+        (4, "a", None, "unknown field `bogus`"),
+        (8, "b", None, "`hysteresis`: invalid type: string \"x\""),
+        (14, "b", Some("r1"), "`points`: invalid type: string \"1\""),
+        (
+            16,
+            "b",
+            Some("r2"),
+            "filter `url` does not apply to `purchase` rules",
+        ),
+        (22, "b", Some("r3"), "missing field `points`"),
+        (25, "b", Some("r3"), "unknown field `ponts`"),
+        (28, "b", Some("r2"), "duplicate rule id"),
+    ];
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+    for (e, (line, model, rule, message)) in got.iter().zip(want) {
+        assert_eq!(e.line, Some(line), "{e}");
+        assert_eq!(e.model.as_deref(), Some(model), "{e}");
+        assert_eq!(e.rule.as_deref(), rule, "{e}");
+        assert!(
+            e.message.starts_with(message),
+            "want `{message}…`, got `{e}`"
+        );
+    }
+}
+
+#[test]
+fn a_required_key_left_out_is_not_reported_twice() {
+    let text = r#"[[model]]
+name = "a"
+tiers = [{ name = "cold" }, { name = "warm", min = "ten" }]
+
+[[model]]
+name = "b"
+tiers = [{ name = "cold" }]
+
+[[model.rule]]
+id = "r1"
+when = "page_visit"
+window_days = 7
+points = 1
+"#;
+    let got = errors_of(text);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert_eq!(got[0].line, Some(3));
+    assert!(
+        got[0].message.starts_with("`min`: invalid type"),
+        "{got:#?}"
+    );
+    assert_eq!(got[1].rule.as_deref(), Some("r1"));
+    assert_eq!(got[1].message, "window_days needs max_times");
+}
+
+#[test]
+fn a_first_tier_with_a_min_still_bounds_the_next() {
+    let text = r#"[[model]]
+name = "a"
+tiers = [{ name = "cold", min = 10 }, { name = "warm", min = 5 }]
+"#;
+    let messages: Vec<String> = errors_of(text).into_iter().map(|e| e.message).collect();
+    assert_eq!(
+        messages,
+        [
+            "the first tier `cold` must not have a min",
+            "tiers must be strictly ascending: `warm` min 5 is not above `cold`",
+        ],
     );
 }

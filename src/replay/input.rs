@@ -52,7 +52,11 @@ pub fn parse_line(line: &str) -> Result<Record<'_>, DecodeError> {
         (Some(raw), _) if raw.get() != "null" => Cow::Borrowed(raw.get().as_bytes()),
         (_, Some(Cow::Borrowed(s))) => Cow::Borrowed(s.as_bytes()),
         (_, Some(Cow::Owned(s))) => Cow::Owned(s.into_bytes()),
-        _ => return Err(not_envelope("neither `value` nor `payload`")),
+        _ => {
+            return Err(not_envelope(
+                "no event: `value` and `payload` are absent or null",
+            ))
+        }
     };
     Ok(Record {
         topic,
@@ -92,6 +96,12 @@ mod tests {
         assert_eq!(
             parse_line(r#"{"topic": "x"}"#).unwrap_err().reason(),
             "schema_violation"
+        );
+        let tombstone = parse_line(r#"{"topic":"x","key":"c","payload":null}"#).unwrap_err();
+        assert_eq!(tombstone.reason(), "schema_violation");
+        assert!(
+            tombstone.to_string().contains("absent or null"),
+            "{tombstone}"
         );
         assert_eq!(
             parse_line(r#"{"topic": 5, "value": {}}"#)

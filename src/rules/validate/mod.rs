@@ -5,34 +5,31 @@ use std::collections::HashSet;
 use toml::Spanned;
 
 mod rule;
+mod shape;
 
-use super::raw::{RawDecay, RawFile, RawModel};
+use super::raw::{RawDecay, RawModel};
 use super::{Decay, Model, Penalty, RuleError, RuleSet, Tier};
 use crate::time::days_to_millis;
 
-/// Parses rules text; a syntax or shape error (unknown key, wrong type) stops
-/// at the first one, semantic checks report all.
+/// Parses rules text and reports every error: shape errors (unknown keys,
+/// wrong types) first, then the semantic checks of what is well formed, in
+/// line order.
 pub(super) fn parse(text: &str) -> Result<RuleSet, Vec<RuleError>> {
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_of(text, s.start));
-        let (model, rule) = line.map(|l| enclosing(text, l)).unwrap_or_default();
-        vec![RuleError {
-            line,
-            model,
-            rule,
-            message: e.message().trim().to_string(),
-        }]
-    })?;
+    let (raw, mut errors) = shape::shape(text);
+    let Some(raw) = raw.filter(|r| errors.is_empty() || !r.model.is_empty()) else {
+        return Err(errors);
+    };
     let mut v = Validator {
         text,
         errors: Vec::new(),
     };
     let models = v.models(raw.model);
-    if v.errors.is_empty() {
-        Ok(RuleSet { models })
-    } else {
-        Err(v.errors)
+    if errors.is_empty() && v.errors.is_empty() {
+        return Ok(RuleSet { models });
     }
+    errors.append(&mut v.errors);
+    errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+    Err(errors)
 }
 
 /// The model name and rule id of the tables around a line, found by reading
@@ -272,12 +269,12 @@ impl Validator<'_> {
             }
             let min = match (i, t.min) {
                 (0, None) => f64::NEG_INFINITY,
-                (0, Some(_)) => {
+                (0, Some(min)) => {
                     self.error(
                         &tat,
                         format!("the first tier `{}` must not have a min", t.name),
                     );
-                    f64::NEG_INFINITY
+                    min // still the bound the next tiers must be above
                 }
                 (_, None) => {
                     self.error(&tat, format!("tier `{}` needs a min", t.name));
