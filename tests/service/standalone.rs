@@ -16,7 +16,7 @@ fn run_with_no_configuration_starts_an_embedded_broker_and_scores_what_is_produc
         .current_dir(dir.path())
         .env("LEADSCORE__HTTP__LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
+        .env_remove("NO_COLOR") // logs to a file are plain without it
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -52,6 +52,12 @@ fn run_with_no_configuration_starts_an_embedded_broker_and_scores_what_is_produc
     assert!(
         dir.path().join("leadscore-data").is_dir(),
         "state in the default directory"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(" INFO "), "human-readable logs:\n{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file:\n{text}"
     );
 }
 
