@@ -52,10 +52,38 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Consumer group id.
     pub group_id: String,
-    /// Extra librdkafka consumer properties, passed through as given.
+    /// Extra librdkafka consumer properties, passed through as given
+    /// (numbers and booleans as their text).
+    #[serde(deserialize_with = "properties")]
     pub consumer: BTreeMap<String, String>,
     /// Extra librdkafka producer properties, passed through as given.
+    #[serde(deserialize_with = "properties")]
     pub producer: BTreeMap<String, String>,
+}
+
+/// librdkafka properties: values are strings to librdkafka, but TOML users
+/// write `"linger.ms" = 5`, so numbers and booleans are taken as their text.
+fn properties<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let map = BTreeMap::<String, toml::Value>::deserialize(d)?;
+    map.into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Float(x) => x.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "`{k}` must be a string, number or boolean, not {}",
+                        other.type_str()
+                    )))
+                }
+            };
+            Ok((k, text))
+        })
+        .collect()
 }
 
 /// Topic names.
@@ -225,14 +253,25 @@ impl Config {
             }
             None => (toml::Table::new(), "defaults".to_string()),
         };
-        apply_env(&mut table, env)?;
-        let mut config: Config =
-            table
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
+        let from_env = env::apply_env(&mut table, env)?;
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                // A key set by an environment variable is named by it.
+                let set_by = |k: &str| key == k || key.starts_with(&format!("{k}."));
+                let source_name = match from_env.iter().find(|(k, _)| set_by(k)) {
+                    Some((_, var)) => var.clone(),
+                    None => source_name,
+                };
+                let message = e.inner().message().trim();
+                ConfigError::Parse {
+                    message: match key.as_str() {
+                        "." | "" => message.to_string(),
+                        _ => format!("{key}: {message}"),
+                    },
                     source_name,
-                    message: e.message().to_string(),
-                })?;
+                }
+            })?;
         if let Some(dir) = path.and_then(Path::parent) {
             if config.rules.is_relative() {
                 config.rules = dir.join(&config.rules);
@@ -331,60 +370,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
-/// Applies `LEADSCORE__SECTION__KEY=value` overrides. A value takes the type
-/// of the key's default (number, boolean or string); in `kafka.consumer` and
-/// `kafka.producer` the key's underscores become dots (librdkafka names).
-fn apply_env(
-    table: &mut toml::Table,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
-    let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
-    let mut vars: Vec<(String, String)> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("LEADSCORE__"))
-        .collect();
-    vars.sort();
-    for (var, value) in vars {
-        let mut path: Vec<String> = var["LEADSCORE__".len()..]
-            .split("__")
-            .map(str::to_ascii_lowercase)
-            .collect();
-        let passthrough = path.len() == 3
-            && path[0] == "kafka"
-            && (path[1] == "consumer" || path[1] == "producer");
-        if passthrough {
-            path[2] = path[2].replace('_', ".");
-        }
-        let Some((last, sections)) = path.split_last() else {
-            continue;
-        };
-        let mut default = Some(&defaults);
-        let mut target = &mut *table;
-        for section in sections {
-            default = default
-                .and_then(|d| d.get(section))
-                .and_then(toml::Value::as_table);
-            let entry = target
-                .entry(section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            target = entry.as_table_mut().ok_or_else(|| ConfigError::Invalid {
-                key: var.clone(),
-                message: format!("`{section}` is not a section"),
-            })?;
-        }
-        let typed = match default.and_then(|d| d.get(last)) {
-            Some(toml::Value::Integer(_)) => value.trim().parse().map(toml::Value::Integer).ok(),
-            Some(toml::Value::Boolean(_)) => value.trim().parse().map(toml::Value::Boolean).ok(),
-            _ => Some(toml::Value::String(value.clone())),
-        };
-        let typed = typed.ok_or_else(|| ConfigError::Invalid {
-            key: var.clone(),
-            message: format!("`{value}` has the wrong type"),
-        })?;
-        target.insert(last.clone(), typed);
-    }
-    Ok(())
-}
+mod env;
 
 #[cfg(test)]
 mod tests;

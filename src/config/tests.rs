@@ -65,6 +65,66 @@ fn unknown_keys_in_the_file_are_rejected_with_their_name() {
 }
 
 #[test]
+fn a_bad_value_in_the_file_or_the_environment_names_its_key_and_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "max_clock_skew = \"5\"\n[state]\nmemory_budget = 5\n",
+    )
+    .unwrap();
+    let e = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+    let file = path.display().to_string();
+    assert!(e.starts_with(&format!("{file}: max_clock_skew: ")), "{e}");
+    std::fs::write(&path, "[state]\nmemory_budget = 5\n").unwrap();
+    let e = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("{file}: state.memory_budget: ")),
+        "{e}"
+    );
+    // Set by a variable, the key is named with the variable.
+    let e = Config::load(
+        Some(&path),
+        env(&[
+            ("LEADSCORE__STATE__MEMORY_BUDGET", "1GiB"),
+            ("LEADSCORE__DEDUPE_WINDOW", "soon"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("LEADSCORE__DEDUPE_WINDOW: dedupe_window: "),
+        "{e}"
+    );
+}
+
+#[test]
+fn librdkafka_properties_take_numbers_and_booleans_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let text = "[kafka.consumer]\n\"fetch.wait.max.ms\" = 10\n\"enable.partition.eof\" = true\n\
+                [kafka.producer]\n\"linger.ms\" = \"5\"\n";
+    std::fs::write(&path, text).unwrap();
+    let c = Config::load(Some(&path), env(&[])).unwrap();
+    let get = |m: &BTreeMap<String, String>, k: &str| m.get(k).cloned();
+    assert_eq!(
+        get(&c.kafka.consumer, "fetch.wait.max.ms").as_deref(),
+        Some("10")
+    );
+    assert_eq!(
+        get(&c.kafka.consumer, "enable.partition.eof").as_deref(),
+        Some("true")
+    );
+    assert_eq!(get(&c.kafka.producer, "linger.ms").as_deref(), Some("5"));
+    std::fs::write(&path, "[kafka.consumer]\n\"a.b\" = [1]\n").unwrap();
+    let e = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+    assert!(
+        e.contains("kafka.consumer: `a.b` must be a string, number or boolean"),
+        "{e}"
+    );
+}
+
+#[test]
 fn rules_path_is_relative_to_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
