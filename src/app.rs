@@ -2,7 +2,7 @@
 //! exit codes (2: invalid rules or arguments, 1: I/O failure).
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,7 +13,7 @@ use crate::cli::{Cli, Command, GenArgs, ProduceArgs, ReplayArgs, RunArgs, Scores
 use crate::config::Config;
 use crate::event::{wire::decode_wire, TopicMap};
 use crate::gen::{generate, GenOptions};
-use crate::replay::{parse_line, replay_lines, Progress, Replayer};
+use crate::replay::{parse_line, replay_lines, Line, Lines, Progress, Replayer};
 use crate::rules::{summary, RuleSet, RulesError};
 use crate::scoring::Engine;
 
@@ -214,11 +214,14 @@ fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
 
 /// Reads and decodes every line into the wire types, nothing more.
 fn decode_only(args: &ReplayArgs) -> anyhow::Result<()> {
-    let input = open(&args.events)?;
+    let mut lines = Lines::new(open(&args.events)?);
     let (mut ok, mut bad) = (0u64, 0u64);
-    for line in input.split(b'\n') {
-        let line = line.context("reading events")?;
-        let decoded = std::str::from_utf8(&line)
+    while let Some(line) = lines.next_line().context("reading events")? {
+        let Line::Bytes(line) = line else {
+            bad += 1;
+            continue;
+        };
+        let decoded = std::str::from_utf8(line)
             .ok()
             .filter(|t| !t.trim().is_empty())
             .map(|t| {

@@ -74,6 +74,9 @@ fn rejects_name_the_physical_line_and_processing_continues() {
         visit("e3", "c3", "2026-03-01T00:00:00Z").replace("https://x/pricing", ""),
         visit("e4", "c4", "2026-03-01T00:00:00Z").replace(r#""https://x/pricing""#, "4"),
         "   ".into(),
+        // Over the payload limit, then too long to hold at all.
+        visit("e6", "c6", "2026-03-01T00:00:00Z").replace("pricing", &"p".repeat(70_000)),
+        visit("e7", "c7", "2026-03-01T00:00:00Z").replace("pricing", &"p".repeat(5 << 20)),
         visit("e5", "c5", "2026-03-01T01:00:00Z"),
     ]
     .join("\n");
@@ -91,13 +94,20 @@ fn rejects_name_the_physical_line_and_processing_continues() {
             (3, "invalid_json"),
             (4, "unknown_topic"),
             (5, "key_mismatch"),
-            (7, "schema_violation")
+            (7, "schema_violation"),
+            (9, "payload_too_large"),
+            (10, "payload_too_large"),
         ],
         "{rejects:?}"
     );
     assert!(
         rejects[3]["detail"].as_str().unwrap().contains("url"),
         "the detail names the field"
+    );
+    assert!(
+        rejects[5]["detail"].as_str().unwrap().contains("not read"),
+        "{}",
+        rejects[5]
     );
     let changes = lines(&out.stdout);
     let contacts: Vec<&str> = changes

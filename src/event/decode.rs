@@ -22,6 +22,9 @@ pub enum DecodeError {
     KeyMismatch { key: String, contact_id: String },
     #[error("payload is {size} bytes, the limit is {MAX_PAYLOAD_BYTES}")]
     PayloadTooLarge { size: usize },
+    /// A replay line too long to hold (its payload is over the limit too).
+    #[error("line is {size} bytes, more than a line may hold ({limit} bytes); not read")]
+    LineTooLong { size: u64, limit: usize },
     #[error("topic `{0}` is not one of the input topics")]
     UnknownTopic(String),
     #[error("occurred_at {occurred_at} is more than {skew_ms} ms ahead of the clock ({clock})")]
@@ -39,7 +42,9 @@ impl DecodeError {
             DecodeError::InvalidJson(_) => "invalid_json",
             DecodeError::SchemaViolation { .. } => "schema_violation",
             DecodeError::KeyMismatch { .. } => "key_mismatch",
-            DecodeError::PayloadTooLarge { .. } => "payload_too_large",
+            DecodeError::PayloadTooLarge { .. } | DecodeError::LineTooLong { .. } => {
+                "payload_too_large"
+            }
             DecodeError::UnknownTopic(_) => "unknown_topic",
             DecodeError::FutureTimestamp { .. } => "future_timestamp",
         }

@@ -2,6 +2,7 @@
 //! envelope, where `payload` carries the event as a string.
 
 use std::borrow::Cow;
+use std::io::{self, BufRead, Read};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -65,6 +66,72 @@ pub fn parse_line(line: &str) -> Result<Record<'_>, DecodeError> {
     })
 }
 
+/// The longest line held in memory. An event's payload is at most 64 KiB,
+/// and even escaped into kcat's `payload` string (6 bytes a byte at worst)
+/// it stays far below this; a longer line is skipped unread.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+
+/// The lines of a file, `\n`-separated, read into one reused buffer that
+/// never grows past [`MAX_LINE_BYTES`].
+pub struct Lines<R> {
+    input: R,
+    buf: Vec<u8>,
+}
+
+/// One physical line.
+pub enum Line<'a> {
+    /// Its bytes, without the `\n`.
+    Bytes(&'a [u8]),
+    /// Longer than [`MAX_LINE_BYTES`]: its length, skipped.
+    TooLong(u64),
+}
+
+impl<R: BufRead> Lines<R> {
+    pub fn new(input: R) -> Self {
+        Lines {
+            input,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next line, or `None` at the end of the input.
+    pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
+        self.buf.clear();
+        let limit = MAX_LINE_BYTES as u64 + 1;
+        if (&mut self.input)
+            .take(limit)
+            .read_until(b'\n', &mut self.buf)?
+            == 0
+        {
+            return Ok(None);
+        }
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+            return Ok(Some(Line::Bytes(&self.buf)));
+        }
+        if self.buf.len() <= MAX_LINE_BYTES {
+            return Ok(Some(Line::Bytes(&self.buf))); // the last line, unterminated
+        }
+        let mut size = self.buf.len() as u64;
+        loop {
+            let chunk = self.input.fill_buf()?;
+            if chunk.is_empty() {
+                break;
+            }
+            let (len, end) = match chunk.iter().position(|b| *b == b'\n') {
+                Some(i) => (i, true),
+                None => (chunk.len(), false),
+            };
+            size += len as u64;
+            self.input.consume(len + usize::from(end));
+            if end {
+                break;
+            }
+        }
+        Ok(Some(Line::TooLong(size)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +150,55 @@ mod tests {
         assert_eq!(kcat.topic, "purchases");
         assert_eq!(kcat.key, None);
         assert_eq!(&*kcat.payload, br#"{"a":"x"}"#);
+    }
+
+    /// Every line of `text`, read through a buffer of `capacity` bytes.
+    fn lines_of(text: &[u8], capacity: usize) -> Vec<Result<Vec<u8>, u64>> {
+        let mut lines = Lines::new(io::BufReader::with_capacity(capacity, text));
+        let mut out = Vec::new();
+        while let Some(line) = lines.next_line().unwrap() {
+            out.push(match line {
+                Line::Bytes(b) => Ok(b.to_vec()),
+                Line::TooLong(size) => Err(size),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn lines_split_as_the_file_does() {
+        for capacity in [1, 3, 7, 1 << 16] {
+            let got = lines_of(b"a\n\nbc\r\n\nd", capacity);
+            let want: Vec<Result<Vec<u8>, u64>> = [&b"a"[..], b"", b"bc\r", b"", b"d"]
+                .map(|l| Ok(l.to_vec()))
+                .into();
+            assert_eq!(got, want, "capacity {capacity}");
+            assert_eq!(lines_of(b"a\n", capacity), [Ok(b"a".to_vec())]);
+            assert!(lines_of(b"", capacity).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_line_too_long_to_hold_is_skipped_with_its_size() {
+        let mut text = vec![b'x'; MAX_LINE_BYTES];
+        text.push(b'\n');
+        text.extend(vec![b'y'; MAX_LINE_BYTES + 10]);
+        text.extend(b"\nnext\n");
+        text.extend(vec![b'z'; MAX_LINE_BYTES + 1]);
+        let got = lines_of(&text, 1 << 16);
+        assert_eq!(got.len(), 4);
+        assert_eq!(
+            got[0].as_ref().map(Vec::len),
+            Ok(MAX_LINE_BYTES),
+            "the longest held"
+        );
+        assert_eq!(got[1], Err(MAX_LINE_BYTES as u64 + 10));
+        assert_eq!(got[2], Ok(b"next".to_vec()));
+        assert_eq!(
+            got[3],
+            Err(MAX_LINE_BYTES as u64 + 1),
+            "unterminated, at the end"
+        );
     }
 
     #[test]

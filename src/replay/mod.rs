@@ -16,7 +16,7 @@ use std::collections::BinaryHeap;
 use compact_str::CompactString;
 use std::io::{self, BufRead, Write};
 
-pub use input::{parse_line, Record};
+pub use input::{parse_line, Line, Lines, Record, MAX_LINE_BYTES};
 pub use lines::{write_score_lines, Progress, RejectLine, ReplayStats, ScoreLine};
 
 use crate::cache::prefetch_bytes;
@@ -391,13 +391,19 @@ pub fn replay_lines<W: Write>(
     progress: &mut Progress,
 ) -> io::Result<()> {
     let mut line_no = 0u64;
-    for line in input.split(b'\n') {
-        let line = line?;
+    let mut lines = Lines::new(input);
+    while let Some(line) = lines.next_line()? {
         line_no += 1;
-        let decoded = match std::str::from_utf8(&line) {
-            Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => replayer.decode(text.trim_end_matches('\r')),
-            Err(e) => Err(DecodeError::InvalidJson(format!("line is not UTF-8: {e}"))),
+        let decoded = match line {
+            Line::Bytes(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) if text.trim().is_empty() => continue,
+                Ok(text) => replayer.decode(text.trim_end_matches('\r')),
+                Err(e) => Err(DecodeError::InvalidJson(format!("line is not UTF-8: {e}"))),
+            },
+            Line::TooLong(size) => Err(DecodeError::LineTooLong {
+                size,
+                limit: MAX_LINE_BYTES,
+            }),
         };
         replayer.push(line_no, decoded, rejects)?;
         if line_no % BATCH as u64 == 0 {
