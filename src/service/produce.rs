@@ -12,7 +12,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde::Deserialize;
 
-use crate::replay::parse_line;
+use crate::replay::{parse_line, Line, Lines};
 
 /// Counts of a produce run.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -37,15 +37,23 @@ pub fn produce_lines(brokers: &str, input: impl BufRead) -> anyhow::Result<Produ
         .context("creating the Kafka producer")?;
     let mut report = ProduceReport::default();
     let mut last_progress = Instant::now();
-    for (n, line) in input.lines().enumerate() {
-        let line = line.context("reading input")?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let rec = match parse_line(&line) {
-            Ok(r) => r,
+    let mut lines = Lines::new(input);
+    let mut n = 0u64;
+    while let Some(line) = lines.next_line().context("reading input")? {
+        n += 1;
+        let text = match line {
+            Line::Bytes(bytes) => std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}")),
+            Line::TooLong(size) => Err(format!("{size} bytes, more than a line may hold")),
+        };
+        let parsed = text.and_then(|t| match t.trim() {
+            "" => Ok(None),
+            t => parse_line(t).map(Some).map_err(|e| e.to_string()),
+        });
+        let rec = match parsed {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
             Err(e) => {
-                eprintln!("line {}: skipped: {e}", n + 1);
+                eprintln!("line {n}: skipped: {e}");
                 report.skipped += 1;
                 continue;
             }
@@ -65,7 +73,7 @@ pub fn produce_lines(brokers: &str, input: impl BufRead) -> anyhow::Result<Produ
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     producer.poll(Duration::from_millis(10));
                 }
-                Err((e, _)) => return Err(e).with_context(|| format!("line {}", n + 1)),
+                Err((e, _)) => return Err(e).with_context(|| format!("line {n}")),
             }
         }
         report.produced += 1;

@@ -34,13 +34,24 @@ fn run_with_no_configuration_starts_an_embedded_broker_and_scores_what_is_produc
     wait_log(&log, "ready");
     // Recent events: the wall clock scores them as they are now.
     let (events, _) = recent_events(dir.path(), 500, 20);
-    run_bin(&[
-        "produce",
-        "--brokers",
-        &address,
-        "--file",
-        events.to_str().unwrap(),
-    ]);
+    // Two lines `produce` must skip, and go on: not UTF-8, not an envelope.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&events)
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"\xff\xfe\n[1, 2]\n").unwrap();
+    let out = Command::new(bin())
+        .args(["produce", "--brokers", &address, "--file"])
+        .arg(&events)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("produce: 500 records, 2 lines skipped"),
+        "{said}"
+    );
+    assert!(said.contains("line 501: skipped: not UTF-8"), "{said}");
     let broker = Broker {
         bootstrap: address,
         prefix: String::new(),
