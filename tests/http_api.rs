@@ -96,7 +96,7 @@ fn fill(store: Arc<RocksStateStore>, engine: Engine) -> EventTime {
     let purchase = json!({"event_id": "p1", "contact_id": "c-1",
         "occurred_at": at(2.0).to_rfc3339(), "product_id": "x", "amount": 10});
     let records = vec![
-        form(0, "signup", json!({"budget": 5000}), at(0.0)),
+        form(0, "signup", json!({"budget": 5000, "ratio": 2.5}), at(0.0)),
         visit(1, "https://x/pricing", at(0.0)),
         visit(2, "https://x/pricing", at(1.0)),
         form(3, "demo", json!({}), at(1.0)),
@@ -158,7 +158,9 @@ fn a_contact_with_two_models_is_explained_rule_by_rule() {
     assert_eq!(v["contact_id"], "c-1");
     assert_eq!(v["as_of"], at(2.0).to_rfc3339());
     assert_eq!(v["last_activity_at"], at(2.0).to_rfc3339());
-    assert_eq!(v["profile"], json!({"budget": 5000.0}));
+    // Whole numbers show as they were sent, not as `5000.0`.
+    assert_eq!(v["profile"], json!({"budget": 5000, "ratio": 2.5}));
+    assert_eq!(v["profile"]["budget"].to_string(), "5000");
     let models = v["models"].as_array().unwrap();
     assert_eq!(models.len(), 2);
 

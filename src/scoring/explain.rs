@@ -113,6 +113,8 @@ fn json_value(v: &FieldValue) -> serde_json::Value {
     match v {
         FieldValue::Null => serde_json::Value::Null,
         FieldValue::Bool(b) => (*b).into(),
+        // A whole number shows as one (`250`, as it was most likely sent).
+        FieldValue::Number(n) if n.fract() == 0.0 && n.abs() < 9e15 => (*n as i64).into(),
         FieldValue::Number(n) => {
             serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, Into::into)
         }
