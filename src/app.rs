@@ -316,6 +316,7 @@ fn scores(args: &ScoresArgs) -> ExitCode {
     let result = (|| -> anyhow::Result<()> {
         let store = crate::state::RocksStateStore::open(&config.state.dir, config.memory_budget())
             .with_context(|| format!("opening state in {}", config.state.dir.display()))?;
+        crate::service::adopt_rules(&store, &rules, &config.state.dir, false)?;
         let engine = Engine::new(rules, config.dedupe_window.as_millis() as i64);
         let mut out = BufWriter::new(io::stdout().lock());
         crate::service::scores::write_scores(&store, &engine, &mut out)?;

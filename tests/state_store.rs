@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use leadscore::rules::{Layout, ModelLayout};
 use leadscore::state::{Batch, MemStateStore, OutboxEntry, RocksStateStore, StateStore, TimerRow};
 use leadscore::time::EventTime;
 
@@ -127,6 +128,21 @@ fn contract(store: &dyn StateStore) {
     );
     assert_eq!(store.offset(2, "page-visits").unwrap(), Some(7));
     assert_eq!(store.outbox(2, 100).unwrap().len(), 1);
+
+    // The rules layout belongs to the store, not to a partition.
+    assert_eq!(store.rules_layout().unwrap(), None);
+    let layout = Layout {
+        models: vec![ModelLayout {
+            name: "m".into(),
+            tiers: vec!["cold".into(), "hot".into()],
+            rules: vec!["r1".into()],
+        }],
+    };
+    let mut b = Batch::default();
+    b.put_rules_layout(&layout);
+    b.drop_partition(2);
+    store.commit(b).unwrap();
+    assert_eq!(store.rules_layout().unwrap(), Some(layout));
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! serde and wildmatch only — nothing here knows about Kafka or storage.
 
 pub mod field;
+mod layout;
 mod raw;
 mod summary;
 mod validate;
@@ -20,6 +21,7 @@ use wildmatch::WildMatch;
 use crate::event::{EmailAction, EventBody, EventKind};
 use crate::time::EventTime;
 pub use field::{FieldCondition, Norm};
+pub use layout::{Layout, ModelLayout};
 pub use summary::summary;
 
 /// A compiled, validated rules file: one or more models scored side by side.

@@ -21,6 +21,7 @@ pub mod sink;
 mod telemetry;
 mod worker;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,9 +35,9 @@ use crate::config::{ClockMode, Config};
 use crate::event::{EventKind, TopicMap};
 use crate::http::{router, Shared};
 use crate::processor::{ProcessStats, Processor, ProcessorSettings};
-use crate::rules::RuleSet;
+use crate::rules::{Layout, RuleSet};
 use crate::scoring::Engine;
-use crate::state::{DedupeExpiry, RocksStateStore};
+use crate::state::{Batch, DedupeExpiry, RocksStateStore, StateStore};
 use crate::time::EventTime;
 
 use kafka::{ConsumerCtx, ProducerCtx};
@@ -187,6 +188,38 @@ fn print_embedded_banner(bootstrap: &str, topics: &[String; 6]) {
 
 /// Runs the service against `brokers` until `stop` is set (or, with
 /// `idle_exit`, until no input arrived for that long).
+/// Checks that `rules` read the state in `dir` as it was written: state
+/// refers to models, tiers and engagement rules by position (see
+/// [`Layout`]). With `record`, notes the rules' layout for the next start.
+pub fn adopt_rules(
+    store: &impl StateStore,
+    rules: &RuleSet,
+    dir: &Path,
+    record: bool,
+) -> anyhow::Result<()> {
+    let layout = Layout::of(rules);
+    let stored = store
+        .rules_layout()
+        .with_context(|| format!("reading state in {}", dir.display()))?;
+    if let Some(why) = stored.as_ref().and_then(|old| old.incompatibility(&layout)) {
+        anyhow::bail!(
+            "the rules do not fit the state in {}: {why}. The state refers to models, tiers \
+             and engagement rules by position: put the old ones back where they were (new \
+             engagement rules may follow a model's last one), or start with an empty state \
+             directory",
+            dir.display()
+        );
+    }
+    if record && stored.as_ref() != Some(&layout) {
+        let mut batch = Batch::default();
+        batch.put_rules_layout(&layout);
+        store
+            .commit(batch)
+            .with_context(|| format!("writing state in {}", dir.display()))?;
+    }
+    Ok(())
+}
+
 pub fn run(
     config: &Config,
     rules: RuleSet,
@@ -205,6 +238,7 @@ pub fn run(
         RocksStateStore::open_with(&config.state.dir, config.memory_budget(), Some(expiry))
             .with_context(|| format!("opening state in {}", config.state.dir.display()))?,
     );
+    adopt_rules(&*store, &rules, &config.state.dir, true)?;
     let topics = settings.topics.clone();
     let engine = Engine::new(rules, settings.dedupe_window_ms);
     shared.set_state(store.clone(), engine.clone());

@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use super::codec::{decode_contact, encode_contact, CodecError};
 use super::keys;
+use crate::rules::Layout;
 use crate::scoring::ContactState;
 use crate::time::EventTime;
 
@@ -21,15 +22,18 @@ pub enum Family {
     Outbox,
     Offsets,
     Dedupe,
+    /// About the store as a whole (the rules layout its state was written with).
+    Meta,
 }
 
 impl Family {
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 6] = [
         Family::Contacts,
         Family::Timers,
         Family::Outbox,
         Family::Offsets,
         Family::Dedupe,
+        Family::Meta,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +43,7 @@ impl Family {
             Family::Outbox => "outbox",
             Family::Offsets => "offsets",
             Family::Dedupe => "dedupe",
+            Family::Meta => "meta",
         }
     }
 }
@@ -69,6 +74,9 @@ pub struct OutboxEntry {
     /// Message headers, in order.
     pub headers: Vec<(String, Vec<u8>)>,
 }
+
+/// The key of the rules layout in [`Family::Meta`].
+const RULES_LAYOUT_KEY: &[u8] = b"rules-layout";
 
 /// Key–value pairs read from a family, in key order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -165,6 +173,13 @@ impl Batch {
         ));
     }
 
+    /// Records the rules layout the state is written with.
+    pub fn put_rules_layout(&mut self, layout: &Layout) {
+        let value = serde_json::to_vec(layout).unwrap_or_default();
+        self.ops
+            .push((Family::Meta, RULES_LAYOUT_KEY.to_vec(), Some(value)));
+    }
+
     /// Removes everything of `partition` in every family.
     pub fn drop_partition(&mut self, partition: u32) {
         self.drop_ranges.push((
@@ -194,6 +209,19 @@ pub trait StateStore: Send + Sync {
             Some(bytes) => Ok(Some(decode_contact(&bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// The rules layout the state was written with, if one was recorded.
+    fn rules_layout(&self) -> Result<Option<Layout>, StoreError> {
+        let Some(bytes) = self.get(Family::Meta, RULES_LAYOUT_KEY)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                family: "meta",
+                detail: format!("rules layout: {e}"),
+            })
     }
 
     /// The next offset to consume of `topic`/`partition`, if any was committed.

@@ -116,6 +116,43 @@ fn an_unreachable_broker_is_retried_and_logged_not_fatal() {
 }
 
 #[test]
+fn rules_that_would_misread_the_state_are_refused_and_added_rules_are_not() {
+    let dir = TempDir::new().unwrap();
+    let broker = Broker::mock();
+    let example = std::fs::read_to_string(root().join("examples/rules.toml")).unwrap();
+    let run = |rules: &str, name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, rules).unwrap();
+        let config = write_config(dir.path(), &broker, "wall", &path, "");
+        let log = dir.path().join(format!("{name}.log"));
+        let _show = ShowLogOnFailure(log.clone());
+        let mut child = spawn(&config, &["--idle-exit", "1s"], &log);
+        let code = wait_exit(&mut child, DEADLINE, &log);
+        (code, std::fs::read_to_string(&log).unwrap())
+    };
+    assert_eq!(run(&example, "first.toml").0, 0);
+    // A rule removed from the middle: later rules would take its place.
+    let removed = example.replacen("id = \"docs\"", "id = \"docs-renamed\"", 1);
+    let (code, log) = run(&removed, "renamed.toml");
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("the rules do not fit the state")
+            && log.contains("model `b2b`: engagement rule `docs` (number 2)"),
+        "{log}"
+    );
+    // Points changed and a rule added after the last one: the state reads right.
+    let extended = format!(
+        "{}\n[[model.rule]]\nid = \"late\"\nwhen = \"page_visit\"\npoints = 1\n",
+        example.replacen("points = 10", "points = 12", 1)
+    );
+    assert_eq!(run(&extended, "extended.toml").0, 0);
+    // That layout is now the one on record: going back would drop `late`.
+    let (code, log) = run(&example, "again.toml");
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("engagement rule `late`"), "{log}");
+}
+
+#[test]
 fn a_corrupt_state_directory_stops_the_service_with_a_clear_error() {
     let dir = TempDir::new().unwrap();
     let broker = Broker::mock();
