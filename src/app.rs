@@ -194,7 +194,14 @@ fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
     }
     rejects.flush().context("writing rejects")?;
     if let Some(p) = &args.scores_out {
-        let mut out = create(p)?;
+        // Standard output is written through, not opened again: a second
+        // descriptor on a file would write over the tier changes.
+        let mut out: Box<dyn Write> = if p.as_os_str() == "-" || p == Path::new("/dev/stdout") {
+            replayer.flush_output().context("writing output")?;
+            Box::new(BufWriter::new(io::stdout().lock()))
+        } else {
+            Box::new(create(p)?)
+        };
         replayer
             .write_scores(&mut out)
             .and_then(|_| out.flush())

@@ -227,6 +227,27 @@ fn until_fires_timers_and_scores_out_is_sorted() {
         "{}",
         rows[1]
     );
+
+    // `-` and `/dev/stdout`: the scores follow the tier changes on standard
+    // output, also when that is a file (which opening it again would overwrite).
+    for target in ["-", "/dev/stdout"] {
+        let both = case.path("both.jsonl");
+        let status = Command::new(env!("CARGO_BIN_EXE_leadscore"))
+            .arg("replay")
+            .arg("--rules")
+            .arg(case.path("rules.toml"))
+            .arg("--events")
+            .arg(case.path("events.jsonl"))
+            .args(["--until", "2026-03-10T00:00:00Z", "--scores-out", target])
+            .stdout(std::fs::File::create(&both).unwrap())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let got = lines(&std::fs::read(&both).unwrap());
+        assert_eq!(got.len(), changes.len() + rows.len(), "{target}: {got:?}");
+        assert_eq!(got[..changes.len()], changes[..], "{target}");
+        assert_eq!(got[changes.len()..], rows[..], "{target}");
+    }
 }
 
 #[test]

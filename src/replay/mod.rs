@@ -366,6 +366,12 @@ impl<W: Write> Replayer<W> {
 
     /// Flushes the output; the replayer's state is left to process exit,
     /// which frees it faster than dropping it piece by piece.
+    /// Writes the queued tier changes and flushes the output.
+    pub fn flush_output(&mut self) -> io::Result<()> {
+        self.flush_changes()?;
+        self.out.flush()
+    }
+
     pub fn finish(self) -> io::Result<()> {
         let mut this = std::mem::ManuallyDrop::new(self);
         this.flush_changes()?;
