@@ -174,8 +174,8 @@ fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
 fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
     let input = open(&args.events)?;
     let mut rejects: Box<dyn Write> = match &args.rejects_out {
-        Some(p) => Box::new(create(p)?),
-        None => Box::new(io::stderr().lock()),
+        Some(p) if p != Path::new("/dev/stderr") => Box::new(create(p)?),
+        _ => Box::new(io::stderr().lock()),
     };
     let stdout = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let topics = match &args.config {

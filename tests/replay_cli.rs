@@ -109,6 +109,24 @@ fn rejects_name_the_physical_line_and_processing_continues() {
         "{}",
         rejects[5]
     );
+    // Named as a file, standard error is written through, not opened again
+    // (which would write over the summary line, or it over them).
+    let err = case.path("stderr.txt");
+    let status = Command::new(env!("CARGO_BIN_EXE_leadscore"))
+        .arg("replay")
+        .arg("--rules")
+        .arg(case.path("rules.toml"))
+        .arg("--events")
+        .arg(case.path("events.jsonl"))
+        .args(["--rejects-out", "/dev/stderr"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read(&err).unwrap();
+    assert_eq!(lines(&text), rejects);
+    assert!(String::from_utf8_lossy(&text).contains("6 rejected"));
     let changes = lines(&out.stdout);
     let contacts: Vec<&str> = changes
         .iter()
