@@ -36,16 +36,21 @@ impl Case {
         self.dir.path().join(name)
     }
 
-    fn replay(&self, extra: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_leadscore"))
+    /// `leadscore replay` of the case's rules and events, with `extra`.
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_leadscore"));
+        command
             .arg("replay")
             .arg("--rules")
             .arg(self.path("rules.toml"))
             .arg("--events")
             .arg(self.path("events.jsonl"))
-            .args(extra)
-            .output()
-            .unwrap()
+            .args(extra);
+        command
+    }
+
+    fn replay(&self, extra: &[&str]) -> Output {
+        self.command(extra).output().unwrap()
     }
 }
 
@@ -112,13 +117,8 @@ fn rejects_name_the_physical_line_and_processing_continues() {
     // Named as a file, standard error is written through, not opened again
     // (which would write over the summary line, or it over them).
     let err = case.path("stderr.txt");
-    let status = Command::new(env!("CARGO_BIN_EXE_leadscore"))
-        .arg("replay")
-        .arg("--rules")
-        .arg(case.path("rules.toml"))
-        .arg("--events")
-        .arg(case.path("events.jsonl"))
-        .args(["--rejects-out", "/dev/stderr"])
+    let status = case
+        .command(&["--rejects-out", "/dev/stderr"])
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&err).unwrap())
         .status()
@@ -250,13 +250,8 @@ fn until_fires_timers_and_scores_out_is_sorted() {
     // output, also when that is a file (which opening it again would overwrite).
     for target in ["-", "/dev/stdout"] {
         let both = case.path("both.jsonl");
-        let status = Command::new(env!("CARGO_BIN_EXE_leadscore"))
-            .arg("replay")
-            .arg("--rules")
-            .arg(case.path("rules.toml"))
-            .arg("--events")
-            .arg(case.path("events.jsonl"))
-            .args(["--until", "2026-03-10T00:00:00Z", "--scores-out", target])
+        let status = case
+            .command(&["--until", "2026-03-10T00:00:00Z", "--scores-out", target])
             .stdout(std::fs::File::create(&both).unwrap())
             .status()
             .unwrap();
