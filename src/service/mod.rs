@@ -186,8 +186,6 @@ fn print_embedded_banner(bootstrap: &str, topics: &[String; 6]) {
     );
 }
 
-/// Runs the service against `brokers` until `stop` is set (or, with
-/// `idle_exit`, until no input arrived for that long).
 /// Checks that `rules` read the state in `dir` as it was written: state
 /// refers to models, tiers and engagement rules by position (see
 /// [`Layout`]). With `record`, notes the rules' layout for the next start.
@@ -220,6 +218,8 @@ pub fn adopt_rules(
     Ok(())
 }
 
+/// Runs the service against `brokers` until `stop` is set (or, with
+/// `idle_exit`, until no input arrived for that long).
 pub fn run(
     config: &Config,
     rules: RuleSet,

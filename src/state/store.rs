@@ -36,6 +36,15 @@ impl Family {
         Family::Meta,
     ];
 
+    /// The families whose keys start with a partition (all but `Meta`).
+    pub const PARTITIONED: [Family; 5] = [
+        Family::Contacts,
+        Family::Timers,
+        Family::Outbox,
+        Family::Offsets,
+        Family::Dedupe,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Family::Contacts => "contacts",
@@ -180,7 +189,7 @@ impl Batch {
             .push((Family::Meta, RULES_LAYOUT_KEY.to_vec(), Some(value)));
     }
 
-    /// Removes everything of `partition` in every family.
+    /// Removes everything of `partition` in every partitioned family.
     pub fn drop_partition(&mut self, partition: u32) {
         self.drop_ranges.push((
             keys::partition_prefix(partition).to_vec(),
