@@ -163,7 +163,8 @@ pub struct ReplayArgs {
     /// After the last event, advance the clock to this instant (RFC 3339).
     #[arg(long, value_parser = parse_time)]
     pub until: Option<EventTime>,
-    /// Write final scores (one line per contact and model) to this file (`-`: standard output, after the tier changes).
+    /// Write final scores (one line per contact and model) to this file
+    /// (`-`: standard output, after the tier changes).
     #[arg(long)]
     pub scores_out: Option<PathBuf>,
     /// Write rejected lines here instead of stderr.

@@ -11,9 +11,8 @@ use super::raw::{RawDecay, RawModel};
 use super::{Decay, Model, Penalty, RuleError, RuleSet, Tier};
 use crate::time::days_to_millis;
 
-/// Parses rules text and reports every error: shape errors (unknown keys,
-/// wrong types) first, then the semantic checks of what is well formed, in
-/// line order.
+/// Parses rules text and reports every error, sorted by line: shape errors
+/// (unknown keys, wrong types) and the semantic checks of what is well formed.
 pub(super) fn parse(text: &str) -> Result<RuleSet, Vec<RuleError>> {
     let (raw, mut errors) = shape::shape(text);
     let Some(raw) = raw.filter(|r| errors.is_empty() || !r.model.is_empty()) else {
