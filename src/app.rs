@@ -13,7 +13,7 @@ use crate::cli::{Cli, Command, GenArgs, ProduceArgs, ReplayArgs, RunArgs, Scores
 use crate::config::Config;
 use crate::event::{wire::decode_wire, TopicMap};
 use crate::gen::{generate, GenOptions};
-use crate::replay::{parse_line, replay_lines, Line, Lines, Progress, Replayer};
+use crate::replay::{parse_line, replay_lines, Lines, Progress, Replayer};
 use crate::rules::{summary, RuleSet, RulesError};
 use crate::scoring::Engine;
 
@@ -166,16 +166,25 @@ fn open(path: &Path) -> anyhow::Result<BufReader<File>> {
     Ok(BufReader::with_capacity(1 << 20, file))
 }
 
-fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
+/// An output: a new file, or standard output (`-`, `/dev/stdout`) or error
+/// (`/dev/stderr`) written through. Opened again, they would be a second
+/// descriptor, which on a file writes over what the first one wrote.
+fn create(path: &Path) -> anyhow::Result<Box<dyn Write>> {
+    if path.as_os_str() == "-" || path == Path::new("/dev/stdout") {
+        return Ok(Box::new(BufWriter::new(io::stdout().lock())));
+    }
+    if path == Path::new("/dev/stderr") {
+        return Ok(Box::new(io::stderr().lock()));
+    }
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    Ok(BufWriter::with_capacity(1 << 16, file))
+    Ok(Box::new(BufWriter::with_capacity(1 << 16, file)))
 }
 
 fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
     let input = open(&args.events)?;
-    let mut rejects: Box<dyn Write> = match &args.rejects_out {
-        Some(p) if p != Path::new("/dev/stderr") => Box::new(create(p)?),
-        _ => Box::new(io::stderr().lock()),
+    let mut rejects = match &args.rejects_out {
+        Some(p) => create(p)?,
+        None => Box::new(io::stderr().lock()),
     };
     let stdout = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let topics = match &args.config {
@@ -194,14 +203,9 @@ fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
     }
     rejects.flush().context("writing rejects")?;
     if let Some(p) = &args.scores_out {
-        // Standard output is written through, not opened again: a second
-        // descriptor on a file would write over the tier changes.
-        let mut out: Box<dyn Write> = if p.as_os_str() == "-" || p == Path::new("/dev/stdout") {
-            replayer.flush_output().context("writing output")?;
-            Box::new(BufWriter::new(io::stdout().lock()))
-        } else {
-            Box::new(create(p)?)
-        };
+        // The tier changes first, should the scores go to standard output too.
+        replayer.flush_output().context("writing output")?;
+        let mut out = create(p)?;
         replayer
             .write_scores(&mut out)
             .and_then(|_| out.flush())
@@ -224,23 +228,18 @@ fn decode_only(args: &ReplayArgs) -> anyhow::Result<()> {
     let mut lines = Lines::new(open(&args.events)?);
     let (mut ok, mut bad) = (0u64, 0u64);
     while let Some(line) = lines.next_line().context("reading events")? {
-        let Line::Bytes(line) = line else {
-            bad += 1;
-            continue;
+        let decoded = match line {
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => parse_line(text)
+                .ok()
+                .and_then(|r| decode_wire(&r.payload).ok())
+                .is_some(),
+            Err(_) => false,
         };
-        let decoded = std::str::from_utf8(line)
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-            .map(|t| {
-                parse_line(t)
-                    .ok()
-                    .and_then(|r| decode_wire(&r.payload).ok())
-                    .is_some()
-            });
-        match decoded {
-            Some(true) => ok += 1,
-            Some(false) => bad += 1,
-            None => {}
+        if decoded {
+            ok += 1;
+        } else {
+            bad += 1;
         }
     }
     eprintln!("decode-only: {ok} decoded, {bad} undecodable");

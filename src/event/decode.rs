@@ -10,6 +10,10 @@ use crate::time::EventTime;
 
 /// Largest accepted message value (SPEC §2: 64 KiB).
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// The longest replay line held in memory: a payload at the limit stays far
+/// below it even escaped into kcat's `payload` string (6 bytes a byte at
+/// worst); a longer line is skipped unread.
+pub const MAX_LINE_BYTES: usize = 64 * MAX_PAYLOAD_BYTES;
 
 /// Why an input record was rejected. `reason()` gives the dead-letter reason.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -23,8 +27,8 @@ pub enum DecodeError {
     #[error("payload is {size} bytes, the limit is {MAX_PAYLOAD_BYTES}")]
     PayloadTooLarge { size: usize },
     /// A replay line too long to hold (its payload is over the limit too).
-    #[error("line is {size} bytes, more than a line may hold ({limit} bytes); not read")]
-    LineTooLong { size: u64, limit: usize },
+    #[error("line is {size} bytes, more than a line may hold ({MAX_LINE_BYTES} bytes); not read")]
+    LineTooLong { size: u64 },
     #[error("topic `{0}` is not one of the input topics")]
     UnknownTopic(String),
     #[error("occurred_at {occurred_at} is more than {skew_ms} ms ahead of the clock ({clock})")]

@@ -13,7 +13,7 @@ use std::fmt;
 
 use compact_str::CompactString;
 
-pub use decode::{decode, DecodeError, MAX_PAYLOAD_BYTES};
+pub use decode::{decode, DecodeError, MAX_LINE_BYTES, MAX_PAYLOAD_BYTES};
 
 use crate::time::EventTime;
 

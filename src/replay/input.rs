@@ -7,7 +7,7 @@ use std::io::{self, BufRead, Read};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::event::DecodeError;
+use crate::event::{DecodeError, MAX_LINE_BYTES};
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
@@ -66,24 +66,11 @@ pub fn parse_line(line: &str) -> Result<Record<'_>, DecodeError> {
     })
 }
 
-/// The longest line held in memory. An event's payload is at most 64 KiB,
-/// and even escaped into kcat's `payload` string (6 bytes a byte at worst)
-/// it stays far below this; a longer line is skipped unread.
-pub const MAX_LINE_BYTES: usize = 4 << 20;
-
 /// The lines of a file, `\n`-separated, read into one reused buffer that
 /// never grows past [`MAX_LINE_BYTES`].
 pub struct Lines<R> {
     input: R,
     buf: Vec<u8>,
-}
-
-/// One physical line.
-pub enum Line<'a> {
-    /// Its bytes, without the `\n`.
-    Bytes(&'a [u8]),
-    /// Longer than [`MAX_LINE_BYTES`]: its length, skipped.
-    TooLong(u64),
 }
 
 impl<R: BufRead> Lines<R> {
@@ -94,8 +81,9 @@ impl<R: BufRead> Lines<R> {
         }
     }
 
-    /// The next line, or `None` at the end of the input.
-    pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
+    /// The next line's text (without the `\n`), or why it has none: not
+    /// UTF-8, or too long to hold (then skipped unread). `None` at the end.
+    pub fn next_line(&mut self) -> io::Result<Option<Result<&str, DecodeError>>> {
         self.buf.clear();
         let limit = MAX_LINE_BYTES as u64 + 1;
         if (&mut self.input)
@@ -107,16 +95,22 @@ impl<R: BufRead> Lines<R> {
         }
         if self.buf.last() == Some(&b'\n') {
             self.buf.pop();
-            return Ok(Some(Line::Bytes(&self.buf)));
+        } else if self.buf.len() > MAX_LINE_BYTES {
+            let size = self.skip_rest()?;
+            return Ok(Some(Err(DecodeError::LineTooLong { size })));
         }
-        if self.buf.len() <= MAX_LINE_BYTES {
-            return Ok(Some(Line::Bytes(&self.buf))); // the last line, unterminated
-        }
+        Ok(Some(std::str::from_utf8(&self.buf).map_err(|e| {
+            DecodeError::InvalidJson(format!("not UTF-8: {e}"))
+        })))
+    }
+
+    /// Consumes the rest of a line too long to hold; returns its whole length.
+    fn skip_rest(&mut self) -> io::Result<u64> {
         let mut size = self.buf.len() as u64;
         loop {
             let chunk = self.input.fill_buf()?;
             if chunk.is_empty() {
-                break;
+                return Ok(size);
             }
             let (len, end) = match chunk.iter().position(|b| *b == b'\n') {
                 Some(i) => (i, true),
@@ -125,10 +119,9 @@ impl<R: BufRead> Lines<R> {
             size += len as u64;
             self.input.consume(len + usize::from(end));
             if end {
-                break;
+                return Ok(size);
             }
         }
-        Ok(Some(Line::TooLong(size)))
     }
 }
 
@@ -152,14 +145,16 @@ mod tests {
         assert_eq!(&*kcat.payload, br#"{"a":"x"}"#);
     }
 
-    /// Every line of `text`, read through a buffer of `capacity` bytes.
+    /// Every line of `text`, read through a buffer of `capacity` bytes (the
+    /// length of one too long to hold as the error).
     fn lines_of(text: &[u8], capacity: usize) -> Vec<Result<Vec<u8>, u64>> {
         let mut lines = Lines::new(io::BufReader::with_capacity(capacity, text));
         let mut out = Vec::new();
         while let Some(line) = lines.next_line().unwrap() {
             out.push(match line {
-                Line::Bytes(b) => Ok(b.to_vec()),
-                Line::TooLong(size) => Err(size),
+                Ok(text) => Ok(text.as_bytes().to_vec()),
+                Err(DecodeError::LineTooLong { size }) => Err(size),
+                Err(e) => panic!("{e}"),
             });
         }
         out

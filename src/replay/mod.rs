@@ -16,7 +16,7 @@ use std::collections::BinaryHeap;
 use compact_str::CompactString;
 use std::io::{self, BufRead, Write};
 
-pub use input::{parse_line, Line, Lines, Record, MAX_LINE_BYTES};
+pub use input::{parse_line, Lines, Record};
 pub use lines::{write_score_lines, Progress, RejectLine, ReplayStats, ScoreLine};
 
 use crate::cache::prefetch_bytes;
@@ -364,14 +364,14 @@ impl<W: Write> Replayer<W> {
         self.wheel.len()
     }
 
-    /// Flushes the output; the replayer's state is left to process exit,
-    /// which frees it faster than dropping it piece by piece.
     /// Writes the queued tier changes and flushes the output.
     pub fn flush_output(&mut self) -> io::Result<()> {
         self.flush_changes()?;
         self.out.flush()
     }
 
+    /// Flushes the output; the replayer's state is left to process exit,
+    /// which frees it faster than dropping it piece by piece.
     pub fn finish(self) -> io::Result<()> {
         let mut this = std::mem::ManuallyDrop::new(self);
         this.flush_changes()?;
@@ -401,15 +401,9 @@ pub fn replay_lines<W: Write>(
     while let Some(line) = lines.next_line()? {
         line_no += 1;
         let decoded = match line {
-            Line::Bytes(bytes) => match std::str::from_utf8(bytes) {
-                Ok(text) if text.trim().is_empty() => continue,
-                Ok(text) => replayer.decode(text.trim_end_matches('\r')),
-                Err(e) => Err(DecodeError::InvalidJson(format!("line is not UTF-8: {e}"))),
-            },
-            Line::TooLong(size) => Err(DecodeError::LineTooLong {
-                size,
-                limit: MAX_LINE_BYTES,
-            }),
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => replayer.decode(text.trim_end_matches('\r')),
+            Err(e) => Err(e),
         };
         replayer.push(line_no, decoded, rejects)?;
         if line_no % BATCH as u64 == 0 {

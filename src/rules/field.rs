@@ -118,11 +118,15 @@ impl TryFrom<FieldValue> for ProfileValue {
 
 /// Formats a number the way JSON would print it (`1000`, not `1000.0`).
 pub fn format_number(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
-    } else {
-        format!("{n}")
+    match whole(n) {
+        Some(i) => format!("{i}"),
+        None => format!("{n}"),
     }
+}
+
+/// `n` as an integer, when it is a whole one (and small enough to be exact).
+pub fn whole(n: f64) -> Option<i64> {
+    (n.fract() == 0.0 && n.abs() < 1e15).then_some(n as i64)
 }
 
 /// The condition of a fit rule on one profile field.

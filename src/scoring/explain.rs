@@ -11,6 +11,7 @@ use super::state::{ContactState, ModelState, PredictedCause};
 use super::Engine;
 use crate::event::output::round2;
 use crate::event::FieldValue;
+use crate::rules::field::whole;
 use crate::rules::{Cap, Model};
 use crate::time::EventTime;
 
@@ -114,10 +115,10 @@ fn json_value(v: &FieldValue) -> serde_json::Value {
         FieldValue::Null => serde_json::Value::Null,
         FieldValue::Bool(b) => (*b).into(),
         // A whole number shows as one (`250`, as it was most likely sent).
-        FieldValue::Number(n) if n.fract() == 0.0 && n.abs() < 9e15 => (*n as i64).into(),
-        FieldValue::Number(n) => {
-            serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, Into::into)
-        }
+        FieldValue::Number(n) => match whole(*n) {
+            Some(i) => i.into(),
+            None => serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, Into::into),
+        },
         FieldValue::Text(s) => s.as_str().into(),
     }
 }

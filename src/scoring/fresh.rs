@@ -22,6 +22,14 @@ pub(crate) struct Tracked {
 }
 
 impl Tracked {
+    /// One contribution: of the decaying part if `decays`, else the steady one.
+    pub fn one(decays: bool) -> Tracked {
+        Tracked {
+            decaying: u32::from(decays),
+            steady: u32::from(!decays),
+        }
+    }
+
     /// With `self` the parts that just expired and `live` the contributions
     /// still pending: whether to sum each part (decaying, steady) afresh from
     /// what is live rather than trust the subtractions, i.e. whether it lost
@@ -72,10 +80,6 @@ impl LiveParts {
     /// [`Tracked::fresh`] after one contribution (decaying if `decays`)
     /// expired, with `rest` still pending.
     pub fn fresh_after(&mut self, decays: bool, rest: &[Contribution]) -> (bool, bool) {
-        let gone = Tracked {
-            decaying: u32::from(decays),
-            steady: u32::from(!decays),
-        };
         if rest.len() > FRESH_SCAN {
             return (false, false); // as in `Tracked::fresh`
         }
@@ -91,7 +95,7 @@ impl LiveParts {
             }
             None => *self.0.insert(Tracked::of(rest)),
         };
-        gone.fresh_against(left)
+        Tracked::one(decays).fresh_against(left)
     }
 }
 
@@ -139,13 +143,9 @@ mod tests {
             let mut kept = LiveParts::default();
             for (taken, c) in pending.iter().enumerate() {
                 let rest = &pending[taken + 1..];
-                let gone = Tracked {
-                    decaying: u32::from(c.decays),
-                    steady: u32::from(!c.decays),
-                };
                 assert_eq!(
                     kept.fresh_after(c.decays, rest),
-                    gone.fresh(rest),
+                    Tracked::one(c.decays).fresh(rest),
                     "{n} pending, step {taken}"
                 );
             }

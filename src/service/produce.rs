@@ -12,7 +12,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde::Deserialize;
 
-use crate::replay::{parse_line, Line, Lines};
+use crate::replay::{parse_line, Lines};
 
 /// Counts of a produce run.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -41,17 +41,13 @@ pub fn produce_lines(brokers: &str, input: impl BufRead) -> anyhow::Result<Produ
     let mut n = 0u64;
     while let Some(line) = lines.next_line().context("reading input")? {
         n += 1;
-        let text = match line {
-            Line::Bytes(bytes) => std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}")),
-            Line::TooLong(size) => Err(format!("{size} bytes, more than a line may hold")),
+        let rec = match line.map(str::trim) {
+            Ok("") => continue,
+            Ok(text) => parse_line(text),
+            Err(e) => Err(e),
         };
-        let parsed = text.and_then(|t| match t.trim() {
-            "" => Ok(None),
-            t => parse_line(t).map(Some).map_err(|e| e.to_string()),
-        });
-        let rec = match parsed {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
+        let rec = match rec {
+            Ok(r) => r,
             Err(e) => {
                 eprintln!("line {n}: skipped: {e}");
                 report.skipped += 1;

@@ -48,7 +48,7 @@ impl StateStore for MemStateStore {
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         self.with(|f| {
             for (start, end) in &batch.drop_ranges {
-                for family in Family::PARTITIONED {
+                for family in Family::ALL.into_iter().filter(|f| f.partitioned()) {
                     if let Some(t) = f.get_mut(&family) {
                         let doomed: Vec<Vec<u8>> = t
                             .range(start.clone()..end.clone())

@@ -162,7 +162,7 @@ impl StateStore for RocksStateStore {
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
         for (start, end) in &batch.drop_ranges {
-            for family in Family::PARTITIONED {
+            for family in Family::ALL.into_iter().filter(|f| f.partitioned()) {
                 wb.delete_range_cf(self.cf(family)?, start, end);
             }
         }

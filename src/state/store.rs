@@ -36,14 +36,10 @@ impl Family {
         Family::Meta,
     ];
 
-    /// The families whose keys start with a partition (all but `Meta`).
-    pub const PARTITIONED: [Family; 5] = [
-        Family::Contacts,
-        Family::Timers,
-        Family::Outbox,
-        Family::Offsets,
-        Family::Dedupe,
-    ];
+    /// Whether its keys start with a partition (all but `Meta`'s do).
+    pub fn partitioned(self) -> bool {
+        self != Family::Meta
+    }
 
     pub fn name(self) -> &'static str {
         match self {
