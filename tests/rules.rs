@@ -153,13 +153,21 @@ points = 2
 }
 
 #[test]
-fn a_required_key_left_out_is_not_reported_twice() {
+fn a_model_with_malformed_tiers_is_still_checked_and_not_reported_twice() {
+    // Tiers are required: left out, they would take model `a` with them,
+    // and with it its rule's error and the clash of its name.
     let text = r#"[[model]]
 name = "a"
 tiers = [{ name = "cold" }, { name = "warm", min = "ten" }]
 
+[[model.rule]]
+id = "r0"
+when = "purchase"
+min_amount = -1
+points = 1
+
 [[model]]
-name = "b"
+name = "a"
 tiers = [{ name = "cold" }]
 
 [[model.rule]]
@@ -169,14 +177,22 @@ window_days = 7
 points = 1
 "#;
     let got = errors_of(text);
-    assert_eq!(got.len(), 2, "{got:#?}");
-    assert_eq!(got[0].line, Some(3));
-    assert!(
-        got[0].message.starts_with("`min`: invalid type"),
-        "{got:#?}"
-    );
-    assert_eq!(got[1].rule.as_deref(), Some("r1"));
-    assert_eq!(got[1].message, "window_days needs max_times");
+    let want: [(usize, Option<&str>, &str); 4] = [
+        (3, None, "`min`: invalid type"),
+        (5, Some("r0"), "min_amount must be ≥ 0"),
+        (12, None, "duplicate model name"),
+        (15, Some("r1"), "window_days needs max_times"),
+    ];
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+    for (e, (line, rule, message)) in got.iter().zip(want) {
+        assert_eq!(e.line, Some(line), "{e}");
+        assert_eq!(e.model.as_deref(), Some("a"), "{e}");
+        assert_eq!(e.rule.as_deref(), rule, "{e}");
+        assert!(
+            e.message.starts_with(message),
+            "want `{message}…`, got `{e}`"
+        );
+    }
 }
 
 #[test]

@@ -149,7 +149,8 @@ fn leave_out_key(table: &mut DeTable<'_>, span: &Range<usize>) -> bool {
 
 /// Leaves out what holds `span`: its `[[model.rule]]`; else the model's
 /// key whose value holds it (noted in `dropped`, so that the "missing field"
-/// this may cause is not reported again); else the `[[model]]`.
+/// this may cause is not reported again; `tiers` is replaced instead, see
+/// [`stand_in_tiers`]); else the `[[model]]`.
 fn leave_out_part(
     doc: &mut DeTable<'_>,
     span: &Range<usize>,
@@ -178,12 +179,32 @@ fn leave_out_part(
             .find(|(k, v)| k.get_ref() != "rule" && extent(v).contains(&span.start))
             .map(|(k, _)| k.clone());
         if let Some(key) = key {
-            table.remove(&key);
-            dropped.push((start, key.into_inner().into_owned()));
+            match table.get_mut(&key) {
+                Some(value) if key.get_ref() == "tiers" => *value = stand_in_tiers(value.span()),
+                _ => {
+                    table.remove(&key);
+                    dropped.push((start, key.into_inner().into_owned()));
+                }
+            }
             return true;
         }
     }
     remove_holding(models, span)
+}
+
+/// One tier without a `min`, in place of a malformed `tiers`: a model cannot
+/// do without tiers, and left out they would take the whole model with them,
+/// hiding its rules' errors and its name's. A single such tier is valid, so
+/// it adds no error of its own.
+fn stand_in_tiers(span: Range<usize>) -> Spanned<DeValue<'static>> {
+    let mut tier = DeTable::new();
+    tier.insert(
+        Spanned::new(span.clone(), "name".into()),
+        Spanned::new(span.clone(), DeValue::String("stand-in".into())),
+    );
+    let mut tiers = DeArray::new();
+    tiers.push(Spanned::new(span.clone(), DeValue::Table(tier)));
+    Spanned::new(span, DeValue::Array(tiers))
 }
 
 fn array_mut<'a, 'i>(table: &'a mut DeTable<'i>, key: &str) -> Option<&'a mut DeArray<'i>> {
