@@ -109,8 +109,8 @@ pub struct RunArgs {
     /// Service configuration (TOML); every key can be overridden by LEADSCORE__SECTION__KEY.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Exit (as on SIGTERM) once no input has arrived for this long — for
-    /// backfills with clock = "event".
+    /// Exit (as on SIGTERM) once no input has arrived for this long while
+    /// the broker answers — for backfills with clock = "event".
     #[arg(long, value_parser = parse_duration)]
     pub idle_exit: Option<std::time::Duration>,
 }

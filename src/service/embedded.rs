@@ -13,16 +13,24 @@ pub const PARTITIONS: i32 = 4;
 
 pub struct EmbeddedBroker {
     bootstrap: String,
-    stop: Option<mpsc::Sender<()>>,
+    /// Dropped to stop the cluster.
+    commands: Option<mpsc::Sender<Command>>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// Asks the cluster's thread to take its broker down (`false`) or up,
+/// and answers whether it did.
+type Command = (bool, mpsc::Sender<anyhow::Result<()>>);
+
+/// The id of the cluster's one broker.
+const BROKER_ID: i32 = 1;
 
 impl EmbeddedBroker {
     /// Starts a one-broker mock cluster with `topics` created, each with
     /// `partitions` partitions. It listens on 127.0.0.1 only.
     pub fn start(topics: &[String], partitions: i32) -> anyhow::Result<EmbeddedBroker> {
         let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<String>>();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (commands_tx, commands_rx) = mpsc::channel::<Command>();
         let topics = topics.to_vec();
         let thread = std::thread::Builder::new()
             .name("embedded-broker".into())
@@ -41,8 +49,15 @@ impl EmbeddedBroker {
                     }
                 }
                 let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
-                // Until the handle is dropped (or sends a stop).
-                let _ = stop_rx.recv();
+                // Until the handle is dropped.
+                for (up, answer) in commands_rx {
+                    let done = if up {
+                        cluster.broker_up(BROKER_ID)
+                    } else {
+                        cluster.broker_down(BROKER_ID)
+                    };
+                    let _ = answer.send(done.context("setting the broker up or down"));
+                }
             })
             .context("starting the embedded broker thread")?;
         let bootstrap = ready_rx
@@ -50,7 +65,7 @@ impl EmbeddedBroker {
             .context("the embedded broker thread ended")??;
         Ok(EmbeddedBroker {
             bootstrap,
-            stop: Some(stop_tx),
+            commands: Some(commands_tx),
             thread: Some(thread),
         })
     }
@@ -59,11 +74,26 @@ impl EmbeddedBroker {
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
     }
+
+    /// Takes the broker down (its connections are closed and new ones
+    /// refused) or brings it back, as in a broker outage.
+    pub fn set_reachable(&self, up: bool) -> anyhow::Result<()> {
+        let (answer_tx, answer_rx) = mpsc::channel();
+        self.commands
+            .as_ref()
+            .context("the embedded broker is stopped")?
+            .send((up, answer_tx))
+            .ok()
+            .context("the embedded broker thread ended")?;
+        answer_rx
+            .recv()
+            .context("the embedded broker thread ended")?
+    }
 }
 
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        drop(self.commands.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -50,6 +50,10 @@ pub(super) struct Service<'c> {
     pub(super) busy: Option<(Instant, Instant)>,
 }
 
+/// How long `--idle-exit` waits for the broker's answer before it counts
+/// the broker as gone.
+const BROKER_ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
 impl Service<'_> {
     pub(super) fn run(
         &mut self,
@@ -117,13 +121,38 @@ impl Service<'_> {
         self.shutdown()
     }
 
-    /// Caught up: partitions held, nothing arrived for `idle`, nothing pending.
-    fn idle_for(&self, idle: Duration) -> bool {
-        !self.processor.assigned().is_empty()
+    /// Caught up: partitions held, nothing arrived for `idle` while the
+    /// broker answered, nothing pending.
+    fn idle_for(&mut self, idle: Duration) -> bool {
+        let quiet = !self.processor.assigned().is_empty()
             && self.last_input.elapsed() >= idle
             && self.batch.is_empty()
             && self.merger.as_ref().is_none_or(Merger::is_empty)
-            && self.sink.pending() == 0
+            && self.sink.pending() == 0;
+        if !quiet {
+            return false;
+        }
+        match self.ask_broker() {
+            Ok(()) => true,
+            Err(e) => {
+                // An outage is not the end of the input: the idle time
+                // starts again once the broker is back.
+                warn!("no input for the idle-exit time, but the broker does not answer ({e}): waiting for it");
+                self.last_input = Instant::now();
+                false
+            }
+        }
+    }
+
+    /// One round trip to the leader of a held input partition.
+    fn ask_broker(&self) -> Result<(), KafkaError> {
+        let held = self.processor.assigned();
+        let (Some(partition), Some((topic, _))) = (held.first(), self.consumed.first()) else {
+            return Ok(());
+        };
+        self.consumer
+            .fetch_watermarks(topic, *partition as i32, BROKER_ANSWER_WITHIN)
+            .map(drop)
     }
 
     /// A consumed record joins the batch (through the merge with the event clock).

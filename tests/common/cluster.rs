@@ -102,6 +102,12 @@ impl Broker {
         }
     }
 
+    /// Mock cluster only: takes the broker down, or brings it back.
+    pub fn set_reachable(&self, up: bool) {
+        let mock = self._mock.as_ref().expect("the mock cluster");
+        mock.set_reachable(up).unwrap();
+    }
+
     pub fn topic(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }

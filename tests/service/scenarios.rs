@@ -184,7 +184,7 @@ points = 100
     let log = dir.path().join("service.log");
     let _show = ShowLogOnFailure(log.clone());
     let mut child = spawn(&config, &[], &log);
-    wait_log(&log, "ready");
+    wait_log(&log, "ready partitions=");
     let now = EventTime::from_millis(chrono::Utc::now().timestamp_millis());
     let line = format!(
         r#"{{"topic": "page-visits", "key": "c-1", "value": {{"event_id": "v-1", "contact_id": "c-1", "occurred_at": "{}", "url": "https://x.example/"}}}}"#,

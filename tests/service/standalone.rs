@@ -31,7 +31,7 @@ fn run_with_no_configuration_starts_an_embedded_broker_and_scores_what_is_produc
         .trim()
         .to_string();
     assert!(address.starts_with("127.0.0.1:"), "{address}");
-    wait_log(&log, "ready");
+    wait_log(&log, "ready partitions=");
     // Recent events: the wall clock scores them as they are now.
     let (events, _) = recent_events(dir.path(), 500, 20);
     // Two lines `produce` must skip, and go on: not UTF-8, not an envelope.
@@ -113,6 +113,28 @@ fn an_unreachable_broker_is_retried_and_logged_not_fatal() {
     assert!(child.try_wait().unwrap().is_none(), "still running");
     sigterm(&child);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(40), &log), 0);
+}
+
+#[test]
+fn idle_exit_does_not_take_a_broker_outage_for_the_end_of_the_input() {
+    let dir = TempDir::new().unwrap();
+    let broker = Broker::mock();
+    let rules = root().join("examples/rules.toml");
+    let config = write_config(dir.path(), &broker, "wall", &rules, "");
+    let log = dir.path().join("service.log");
+    let _show = ShowLogOnFailure(log.clone());
+    let mut child = spawn(&config, &["--idle-exit", "3s"], &log);
+    wait_log(&log, "ready partitions=");
+    broker.set_reachable(false);
+    wait_log(&log, "the broker does not answer");
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    broker.set_reachable(true);
+    assert_eq!(wait_exit(&mut child, DEADLINE, &log), 0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("no input for the idle-exit time: stopping"),
+        "{text}"
+    );
 }
 
 #[test]
