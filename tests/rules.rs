@@ -196,6 +196,47 @@ points = 1
 }
 
 #[test]
+fn a_rule_with_a_mistyped_value_is_still_checked() {
+    // Each mistyped value stands in for a valid one of its type: the rule
+    // keeps its other errors, and the id stays taken.
+    let text = r#"[[model]]
+name = "a"
+tiers = [{ name = "cold" }]
+
+[[model.rule]]
+id = "r1"
+when = "purchase"
+url = 5
+max_times = "3"
+points = "ten"
+
+[[model.rule]]
+id = "r1"
+when = "page_visit"
+window_days = 0
+points = 1
+"#;
+    let got = errors_of(text);
+    let want: [(usize, &str, &str); 7] = [
+        (5, "r1", "filter `url` does not apply to `purchase` rules"),
+        (8, "r1", "`url`: invalid type: integer `5`"),
+        (9, "r1", "`max_times`: invalid type: string \"3\""),
+        (10, "r1", "`points`: invalid type: string \"ten\""),
+        (12, "r1", "window_days must be > 0, got 0"),
+        (12, "r1", "window_days needs max_times"),
+        (13, "r1", "duplicate rule id"),
+    ];
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+    for (e, (line, rule, message)) in got.iter().zip(want) {
+        assert_eq!((e.line, e.rule.as_deref()), (Some(line), Some(rule)), "{e}");
+        assert!(
+            e.message.starts_with(message),
+            "want `{message}…`, got `{e}`"
+        );
+    }
+}
+
+#[test]
 fn a_first_tier_with_a_min_still_bounds_the_next() {
     let text = r#"[[model]]
 name = "a"

@@ -1,8 +1,9 @@
 //! Shape errors (unknown keys, wrong types, missing keys), every one of them
 //! rather than serde's first: after each error the file is deserialized again
-//! with the offending part left out — an unknown key alone, otherwise the
-//! rule or model that holds the error — so the semantic checks still run on
-//! everything that is well formed.
+//! with the offending part left out or stood in for — an unknown key alone, a
+//! mistyped value by a well-formed one where the key has a stand-in, otherwise
+//! the rule, key or model that holds the error — so the semantic checks still
+//! run on everything that is well formed.
 
 use std::ops::Range;
 
@@ -147,7 +148,8 @@ fn leave_out_key(table: &mut DeTable<'_>, span: &Range<usize>) -> bool {
     })
 }
 
-/// Leaves out what holds `span`: its `[[model.rule]]`; else the model's
+/// Leaves out what holds `span`: in a rule, the malformed value if it has a
+/// stand-in, else the `[[model.rule]]`; else the model's
 /// key whose value holds it (noted in `dropped`, so that the "missing field"
 /// this may cause is not reported again; `tiers` is replaced instead, see
 /// [`stand_in_tiers`]); else the `[[model]]`.
@@ -164,7 +166,7 @@ fn leave_out_part(
             continue;
         };
         if let Some(rules) = array_mut(model, "rule") {
-            if remove_holding(rules, span) {
+            if stand_in_rule_value(rules, span) || remove_holding(rules, span) {
                 return true;
             }
         }
@@ -190,6 +192,45 @@ fn leave_out_part(
         }
     }
     remove_holding(models, span)
+}
+
+/// Replaces the malformed value that holds `span` in a rule by a well-formed
+/// one that passes every check (see [`rule_stand_in`]), so that the rule is
+/// still checked: the key stays, and with it the checks of what may go with
+/// what. `false` if the key has no stand-in.
+fn stand_in_rule_value(rules: &mut DeArray<'_>, span: &Range<usize>) -> bool {
+    let Some(rule) = rules.iter_mut().find(|r| extent(r).contains(&span.start)) else {
+        return false;
+    };
+    let DeValue::Table(table) = rule.get_mut() else {
+        return false;
+    };
+    let Some((key, value)) = table
+        .iter_mut()
+        .find(|(_, v)| extent(v).contains(&span.start))
+    else {
+        return false;
+    };
+    let Some(stand_in) = rule_stand_in(key.get_ref()) else {
+        return false;
+    };
+    *value = Spanned::new(value.span(), stand_in);
+    true
+}
+
+/// A value of the right type for a rule's key that no check refuses; `None`
+/// for `id`, `when` and `op`, without which the rule cannot be checked.
+fn rule_stand_in(key: &str) -> Option<DeValue<'static>> {
+    let text = match key {
+        "url" | "email_id" | "link_url" | "form_id" | "product_id" => "\"*\"",
+        "field" => "\"stand-in\"",
+        "points" | "min_amount" => "0",
+        "max_times" | "window_days" | "expires_after_days" => "1",
+        "per_item" => "false",
+        "decays" => "true",
+        _ => return None,
+    };
+    DeValue::parse(text).ok().map(Spanned::into_inner)
 }
 
 /// One tier without a `min`, in place of a malformed `tiers`: a model cannot
