@@ -186,6 +186,9 @@ fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
         Some(p) => create(p)?,
         None => Box::new(io::stderr().lock()),
     };
+    // Created now, written last: an output that cannot be made fails at once,
+    // not after the whole replay.
+    let mut scores = args.scores_out.as_deref().map(create).transpose()?;
     let stdout = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let topics = match &args.config {
         Some(path) => crate::service::topic_map(
@@ -202,12 +205,11 @@ fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
         replayer.advance(until).context("writing output")?;
     }
     rejects.flush().context("writing rejects")?;
-    if let Some(p) = &args.scores_out {
+    if let Some(out) = &mut scores {
         // The tier changes first, should the scores go to standard output too.
         replayer.flush_output().context("writing output")?;
-        let mut out = create(p)?;
         replayer
-            .write_scores(&mut out)
+            .write_scores(out)
             .and_then(|_| out.flush())
             .context("writing scores")?;
     }

@@ -314,11 +314,14 @@ fn exit_codes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/events.jsonl"));
+    // An output that cannot be created fails before anything is replayed.
     let unwritable = Path::new("/nonexistent/dir/scores.jsonl");
-    assert_eq!(
-        case.replay(&["--scores-out", unwritable.to_str().unwrap()])
-            .status
-            .code(),
-        Some(1)
+    let out = case.replay(&["--scores-out", unwritable.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/scores.jsonl"));
+    assert!(out.stdout.is_empty(), "no tier change written");
+    assert!(
+        !case.replay(&[]).stdout.is_empty(),
+        "the same replay writes one when it can"
     );
 }
