@@ -118,10 +118,10 @@ pub struct RunArgs {
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Visitors to simulate.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub contacts: u64,
     /// Events per second of wall time.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: u64,
     /// Simulated time per wall-clock second (the demo runs on the event clock).
     #[arg(long, default_value = "12h", value_parser = parse_duration)]
@@ -187,10 +187,10 @@ pub struct GenArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
     /// Number of distinct contacts.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub contacts: u64,
     /// Days the events span.
-    #[arg(long, default_value_t = 90.0)]
+    #[arg(long, default_value_t = 90.0, value_parser = parse_span_days)]
     pub days: f64,
     /// Random seed (the same seed gives the same file).
     #[arg(long, default_value_t = 42)]
@@ -206,6 +206,18 @@ pub struct GenArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Longest span `gen` writes: its events stay within four-digit years.
+const MAX_SPAN_DAYS: f64 = 100_000.0;
+
+fn parse_span_days(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(d) if (0.0..=MAX_SPAN_DAYS).contains(&d) => Ok(d),
+        _ => Err(format!(
+            "`{s}` is not a number of days from 0 to {MAX_SPAN_DAYS}"
+        )),
+    }
+}
+
 fn parse_time(s: &str) -> Result<EventTime, String> {
     EventTime::parse_rfc3339(s)
         .ok_or_else(|| format!("`{s}` is not an RFC 3339 timestamp with offset"))
@@ -218,4 +230,39 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 /// Parses a humantime duration (`30d`, `5m`, `1s`) into milliseconds.
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
     parse_duration(s).map(|d| d.as_millis().min(i64::MAX as u128) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parses(args: &[&str]) -> bool {
+        Cli::try_parse_from(["leadscore"].iter().chain(args)).is_ok()
+    }
+
+    #[test]
+    fn gen_and_demo_refuse_what_they_cannot_make() {
+        assert!(parses(&[
+            "gen",
+            "--events",
+            "5",
+            "--contacts",
+            "1",
+            "--days",
+            "0"
+        ]));
+        for bad in [
+            &["gen", "--contacts", "0"][..],
+            &["gen", "--days=-1"],
+            &["gen", "--days", "NaN"],
+            &["gen", "--days", "inf"],
+            &["gen", "--days", "100001"],
+            &["demo", "--contacts", "0"],
+            &["demo", "--rate", "0"],
+        ] {
+            assert!(!parses(bad), "{bad:?}");
+        }
+    }
 }
