@@ -19,6 +19,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
+use super::throttle::{held_back, Throttle};
 use crate::config::Config;
 use crate::state::StateStore;
 
@@ -73,9 +74,12 @@ fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
     }
 }
 
-fn client_error(error: &KafkaError, reason: &str) {
-    // librdkafka keeps reconnecting on its own; say so, don't exit.
-    warn!(%error, "kafka: {reason} (retrying with backoff)");
+/// librdkafka keeps reconnecting on its own: say so (once per period of
+/// each error, as an outage repeats them every few milliseconds), don't exit.
+pub fn client_error(quiet: &Throttle, error: &KafkaError, reason: &str) {
+    if let Some(n) = quiet.admit(&error.to_string()) {
+        warn!(%error, "kafka: {reason} (retrying with backoff){}", held_back(n));
+    }
 }
 
 /// A partition change seen by the consumer, handled by the processing loop.
@@ -94,6 +98,7 @@ pub struct ConsumerCtx<S: StateStore> {
     events: Mutex<Vec<Rebalance>>,
     /// Where consumer lag from librdkafka's statistics goes.
     lag: Option<IntGaugeVec>,
+    quiet: Throttle,
 }
 
 impl<S: StateStore> ConsumerCtx<S> {
@@ -102,6 +107,7 @@ impl<S: StateStore> ConsumerCtx<S> {
             store,
             events: Mutex::new(Vec::new()),
             lag: None,
+            quiet: Throttle::default(),
         }
     }
 
@@ -110,6 +116,14 @@ impl<S: StateStore> ConsumerCtx<S> {
     pub fn with_lag(mut self, gauge: IntGaugeVec) -> Self {
         self.lag = Some(gauge);
         self
+    }
+
+    /// A consume error, which librdkafka also reports through `error` while
+    /// it retries: logged as repeated warnings are.
+    pub fn consume_error(&self, error: &KafkaError) {
+        if let Some(n) = self.quiet.admit(&format!("consume: {error}")) {
+            warn!("consume: {error} (retrying){}", held_back(n));
+        }
     }
 
     /// The partition changes since the last call.
@@ -163,7 +177,7 @@ impl<S: StateStore> ClientContext for ConsumerCtx<S> {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        client_error(&error, reason);
+        client_error(&self.quiet, &error, reason);
     }
 
     fn stats_raw(&self, statistics: &[u8]) {
@@ -258,6 +272,7 @@ pub type Delivery = ((u32, u64), Result<(), String>);
 #[derive(Default)]
 pub struct ProducerCtx {
     acks: Mutex<Vec<Delivery>>,
+    quiet: Throttle,
 }
 
 impl ProducerCtx {
@@ -272,7 +287,7 @@ impl ClientContext for ProducerCtx {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        client_error(&error, reason);
+        client_error(&self.quiet, &error, reason);
     }
 }
 
@@ -289,4 +304,27 @@ impl ProducerContext for ProducerCtx {
             .unwrap_or_else(|e| e.into_inner())
             .push((*id, outcome));
     }
+}
+
+/// Callbacks of a client that only logs: librdkafka's log and its errors,
+/// repeated ones throttled (`produce`).
+#[derive(Default)]
+pub struct LoggingCtx {
+    quiet: Throttle,
+}
+
+impl ClientContext for LoggingCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_librdkafka(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        client_error(&self.quiet, &error, reason);
+    }
+}
+
+impl ProducerContext for LoggingCtx {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }

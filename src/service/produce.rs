@@ -12,6 +12,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde::Deserialize;
 
+use super::kafka::LoggingCtx;
 use crate::replay::{parse_line, Lines};
 
 /// Counts of a produce run.
@@ -29,11 +30,11 @@ struct ContactOnly {
 /// Produces every line of `input` to `brokers`; the key is the line's `key`,
 /// else the payload's `contact_id` (so a contact's events share a partition).
 pub fn produce_lines(brokers: &str, input: impl BufRead) -> anyhow::Result<ProduceReport> {
-    let producer: BaseProducer = ClientConfig::new()
+    let producer: BaseProducer<LoggingCtx> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "20")
-        .create()
+        .create_with_context(LoggingCtx::default())
         .context("creating the Kafka producer")?;
     let mut report = ProduceReport::default();
     let mut last_progress = Instant::now();

@@ -99,7 +99,7 @@ impl Service<'_> {
                     self.take(rec);
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-                Some(Err(e)) => warn!("consume: {e} (retrying)"),
+                Some(Err(e)) => self.consumer.context().consume_error(&e),
             }
             self.rebalances()?;
             self.release();

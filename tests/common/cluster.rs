@@ -345,14 +345,20 @@ pub fn wait_count(broker: &Broker, topic: &str, n: i64, log: &Path) {
 
 /// Waits (bounded) until the service log contains `text`.
 pub fn wait_log(log: &Path, text: &str) {
+    wait_log_lines(log, text, 1);
+}
+
+/// Waits until `n` lines of the log contain `text`.
+pub fn wait_log_lines(log: &Path, text: &str, n: usize) {
     let started = Instant::now();
-    while !std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .contains(text)
-    {
+    let count = || {
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        log.lines().filter(|l| l.contains(text)).count()
+    };
+    while count() < n {
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "no `{text}` in the log:\n{}",
+            "not {n} lines with `{text}` in the log:\n{}",
             std::fs::read_to_string(log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(20));

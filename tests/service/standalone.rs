@@ -108,11 +108,25 @@ fn an_unreachable_broker_is_retried_and_logged_not_fatal() {
     let config = write_config(dir.path(), &broker, "wall", &rules, "");
     let log = dir.path().join("service.log");
     let _show = ShowLogOnFailure(log.clone());
+    let started = Instant::now();
     let mut child = spawn(&config, &[], &log);
     wait_log(&log, "retrying with backoff");
+    // librdkafka's own log of its attempts: a few of them, for the
+    // warnings below to repeat.
+    wait_log_lines(&log, "librdkafka: [thrd:", 4);
     assert!(child.try_wait().unwrap().is_none(), "still running");
     sigterm(&child);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(40), &log), 0);
+    // librdkafka repeats these every few milliseconds; the log has each
+    // kind once per 10 s period: two errors, each reported to the consumer,
+    // to the producer, and again by a consume call.
+    let periods = 1 + started.elapsed().as_secs() / 10;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let repeats = text.lines().filter(|l| l.contains("(retrying")).count() as u64;
+    assert!(
+        repeats <= 6 * periods,
+        "{repeats} in {periods} periods:\n{text}"
+    );
 }
 
 #[test]
