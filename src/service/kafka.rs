@@ -76,7 +76,7 @@ fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
 
 /// librdkafka keeps reconnecting on its own: say so (once per period of
 /// each error, as an outage repeats them every few milliseconds), don't exit.
-pub fn client_error(quiet: &Throttle, error: &KafkaError, reason: &str) {
+fn client_error(quiet: &Throttle, error: &KafkaError, reason: &str) {
     if let Some(n) = quiet.admit(&error.to_string()) {
         warn!(%error, "kafka: {reason} (retrying with backoff){}", held_back(n));
     }

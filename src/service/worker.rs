@@ -135,8 +135,8 @@ impl Service<'_> {
         match self.ask_broker() {
             Ok(()) => true,
             Err(e) => {
-                // An outage is not the end of the input: the idle time
-                // starts again once the broker is back.
+                // An outage is not the end of the input: wait a whole idle
+                // time again, and stop only when the broker answers.
                 warn!("no input for the idle-exit time, but the broker does not answer ({e}): waiting for it");
                 self.last_input = Instant::now();
                 false
