@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -116,6 +117,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/contacts/{id}", get(contact))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async {
+            error(StatusCode::METHOD_NOT_ALLOWED, "only GET is served".into())
+        })
         .with_state(shared)
 }
 
@@ -169,9 +173,15 @@ struct ContactQuery {
 
 async fn contact(
     State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    Query(query): Query<ContactQuery>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<ContactQuery>, QueryRejection>,
 ) -> Response {
+    // Malformed (an id that is not UTF-8, say): told in JSON like the rest.
+    let (Path(id), Query(query)) = match (id, query) {
+        (Ok(id), Ok(query)) => (id, query),
+        (Err(e), _) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let Some((store, engine)) = shared.state.get() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{at, http_get, DAY};
+use common::{at, http_get, http_request, DAY};
 use leadscore::event::TopicMap;
 use leadscore::http::{router, Shared};
 use leadscore::metrics::NAMES;
@@ -231,6 +231,21 @@ fn an_unknown_contact_or_path_is_a_json_404() {
     assert!(v["error"].as_str().unwrap().contains("c-404"), "{v}");
     let (status, v) = get_json(&s, "/v2/nothing");
     assert_eq!(status, 404);
+    assert!(v["error"].is_string(), "{v}");
+}
+
+#[test]
+fn a_malformed_request_is_told_in_json_too() {
+    let s = server();
+    let (status, v) = get_json(&s, "/v1/contacts/%FF%FE");
+    assert_eq!(status, 400);
+    assert!(v["error"].as_str().unwrap().contains("UTF-8"), "{v}");
+    let (status, v) = get_json(&s, "/v1/contacts/c-1?model=a&model=b");
+    assert_eq!(status, 400);
+    assert!(v["error"].as_str().unwrap().contains("duplicate"), "{v}");
+    let (status, body) = http_request(&s.address, "POST", "/v1/contacts/c-1");
+    assert_eq!(status, 405);
+    let v: Value = serde_json::from_str(&body).unwrap();
     assert!(v["error"].is_string(), "{v}");
 }
 

@@ -147,6 +147,11 @@ pub fn close(a: f64, b: f64) -> bool {
 
 /// A blocking `GET` on a 127.0.0.1 HTTP server: (status, body).
 pub fn http_get(address: &str, path: &str) -> (u16, String) {
+    http_request(address, "GET", path)
+}
+
+/// One request without a body; the status and the body of the answer.
+pub fn http_request(address: &str, method: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address)
         .unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
@@ -155,7 +160,7 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
