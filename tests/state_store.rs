@@ -6,7 +6,9 @@ mod common;
 
 use common::*;
 use leadscore::rules::{Layout, ModelLayout};
-use leadscore::state::{Batch, MemStateStore, OutboxEntry, RocksStateStore, StateStore, TimerRow};
+use leadscore::state::{
+    Batch, MemStateStore, OutboxEntry, RocksStateStore, StateStore, StoreError, TimerRow,
+};
 use leadscore::time::EventTime;
 
 fn timer(partition: u32, due_ms: i64, model: u16, contact: &str) -> TimerRow {
@@ -171,6 +173,17 @@ fn rocksdb_keeps_state_across_a_reopen() {
         vec![timer(2, 100, 0, "c-2")]
     );
     assert!(store.live_data_size() > 0 || store.cache_usage() > 0);
+}
+
+#[test]
+fn a_directory_open_elsewhere_is_said_to_be_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = RocksStateStore::open(dir.path(), 64 << 20).unwrap();
+    let err = RocksStateStore::open(dir.path(), 64 << 20)
+        .err()
+        .expect("one opener at a time");
+    assert!(matches!(err, StoreError::InUse(_)), "{err:?}");
+    assert!(err.to_string().contains("in use"), "{err}");
 }
 
 #[test]

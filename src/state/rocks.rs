@@ -81,7 +81,15 @@ impl RocksStateStore {
             }
             ColumnFamilyDescriptor::new(f.name(), cf)
         });
-        let db = DB::open_cf_descriptors(&db_opts, dir, families).map_err(backend)?;
+        let db = DB::open_cf_descriptors(&db_opts, dir, families).map_err(|e| {
+            let message = e.into_string();
+            // RocksDB's words for its lock taken, by this process or another.
+            if message.contains("/LOCK: ") {
+                StoreError::InUse(message)
+            } else {
+                StoreError::Backend(message)
+            }
+        })?;
         Ok(RocksStateStore { db, cache })
     }
 

@@ -58,6 +58,9 @@ impl Family {
 pub enum StoreError {
     #[error("state store: {0}")]
     Backend(String),
+    /// Another process (or handle) holds the directory's lock.
+    #[error("the state directory is in use by another process, a running service perhaps; one at a time may open it ({0})")]
+    InUse(String),
     #[error("corrupt {family} record: {detail}")]
     Corrupt {
         family: &'static str,
