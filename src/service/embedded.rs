@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 use rdkafka::mocking::MockCluster;
+use rdkafka::types::RDKafkaRespErr;
 
 /// Partitions of each topic of the embedded broker.
 pub const PARTITIONS: i32 = 4;
@@ -18,9 +19,16 @@ pub struct EmbeddedBroker {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Asks the cluster's thread to take its broker down (`false`) or up,
-/// and answers whether it did.
-type Command = (bool, mpsc::Sender<anyhow::Result<()>>);
+/// A fault for the cluster's thread to make (or mend), with where to
+/// answer whether it did.
+type Command = (Fault, mpsc::Sender<anyhow::Result<()>>);
+
+enum Fault {
+    /// The broker down (`false`) or up.
+    Reachable(bool),
+    /// The error the broker gives for a topic in metadata requests.
+    TopicError(String, RDKafkaRespErr),
+}
 
 /// The id of the cluster's one broker.
 const BROKER_ID: i32 = 1;
@@ -50,13 +58,13 @@ impl EmbeddedBroker {
                 }
                 let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
                 // Until the handle is dropped.
-                for (up, answer) in commands_rx {
-                    let done = if up {
-                        cluster.broker_up(BROKER_ID)
-                    } else {
-                        cluster.broker_down(BROKER_ID)
+                for (fault, answer) in commands_rx {
+                    let done = match fault {
+                        Fault::Reachable(true) => cluster.broker_up(BROKER_ID),
+                        Fault::Reachable(false) => cluster.broker_down(BROKER_ID),
+                        Fault::TopicError(topic, e) => cluster.topic_error(&topic, e),
                     };
-                    let _ = answer.send(done.context("setting the broker up or down"));
+                    let _ = answer.send(done.context("making a fault"));
                 }
             })
             .context("starting the embedded broker thread")?;
@@ -78,11 +86,21 @@ impl EmbeddedBroker {
     /// Takes the broker down (its connections are closed and new ones
     /// refused) or brings it back, as in a broker outage.
     pub fn set_reachable(&self, up: bool) -> anyhow::Result<()> {
+        self.make(Fault::Reachable(up))
+    }
+
+    /// Has the broker answer metadata requests for `topic` with `error`
+    /// (`NoError` mends it): a topic a producer may not write to, say.
+    pub fn set_topic_error(&self, topic: &str, error: RDKafkaRespErr) -> anyhow::Result<()> {
+        self.make(Fault::TopicError(topic.to_string(), error))
+    }
+
+    fn make(&self, fault: Fault) -> anyhow::Result<()> {
         let (answer_tx, answer_rx) = mpsc::channel();
         self.commands
             .as_ref()
             .context("the embedded broker is stopped")?
-            .send((up, answer_tx))
+            .send((fault, answer_tx))
             .ok()
             .context("the embedded broker thread ended")?;
         answer_rx

@@ -62,7 +62,7 @@ pub fn producer_config(config: &Config, brokers: &str) -> ClientConfig {
     c
 }
 
-fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
+pub(super) fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
@@ -76,7 +76,7 @@ fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
 
 /// librdkafka keeps reconnecting on its own: say so (once per period of
 /// each error, as an outage repeats them every few milliseconds), don't exit.
-fn client_error(quiet: &Throttle, error: &KafkaError, reason: &str) {
+pub(super) fn client_error(quiet: &Throttle, error: &KafkaError, reason: &str) {
     if let Some(n) = quiet.admit(&error.to_string()) {
         warn!(%error, "kafka: {reason} (retrying with backoff){}", held_back(n));
     }
@@ -304,27 +304,4 @@ impl ProducerContext for ProducerCtx {
             .unwrap_or_else(|e| e.into_inner())
             .push((*id, outcome));
     }
-}
-
-/// Callbacks of a client that only logs: librdkafka's log and its errors,
-/// repeated ones throttled (`produce`).
-#[derive(Default)]
-pub struct LoggingCtx {
-    quiet: Throttle,
-}
-
-impl ClientContext for LoggingCtx {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        log_librdkafka(level, fac, log_message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        client_error(&self.quiet, &error, reason);
-    }
-}
-
-impl ProducerContext for LoggingCtx {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }

@@ -108,6 +108,13 @@ impl Broker {
         mock.set_reachable(up).unwrap();
     }
 
+    /// Mock cluster only: the broker refuses `topic` to clients.
+    pub fn refuse_topic(&self, topic: &str) {
+        let mock = self._mock.as_ref().expect("the mock cluster");
+        let refused = rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED;
+        mock.set_topic_error(topic, refused).unwrap();
+    }
+
     pub fn topic(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }

@@ -152,6 +152,43 @@ fn idle_exit_does_not_take_a_broker_outage_for_the_end_of_the_input() {
 }
 
 #[test]
+fn produce_says_when_the_broker_did_not_take_a_record() {
+    let broker = Broker::mock();
+    broker.refuse_topic("purchases");
+    let lines = [
+        r#"{"topic": "page-visits", "key": "c-1", "value": {"event_id": "e-1", "contact_id": "c-1", "occurred_at": "2026-03-01T00:00:00Z", "url": "https://x/"}}"#,
+        r#"{"topic": "purchases", "key": "c-1", "value": {"event_id": "e-2", "contact_id": "c-1", "occurred_at": "2026-03-01T00:00:00Z", "product_id": "p"}}"#,
+    ]
+    .join("\n");
+    let err = leadscore::service::produce::produce_lines(&broker.bootstrap, lines.as_bytes())
+        .expect_err("a record was refused");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("1 of 2 records were not delivered"),
+        "{message}"
+    );
+    assert!(message.contains("uthorization"), "{message}");
+    assert_eq!(broker.count("page-visits"), 1, "the other one is there");
+}
+
+#[test]
+fn produce_skips_a_record_too_large_to_send_and_goes_on() {
+    let broker = Broker::mock();
+    let visit = |id: &str, title: &str| {
+        format!(
+            r#"{{"topic": "page-visits", "key": "c-1", "value": {{"event_id": "{id}", "contact_id": "c-1", "occurred_at": "2026-03-01T00:00:00Z", "url": "https://x/", "title": "{title}"}}}}"#
+        )
+    };
+    let lines = [visit("e-1", &"x".repeat(2_000_000)), visit("e-2", "ok")].join("\n");
+    let report =
+        leadscore::service::produce::produce_lines(&broker.bootstrap, lines.as_bytes()).unwrap();
+    assert_eq!((report.produced, report.skipped), (1, 1));
+    let got = broker.read_all("page-visits");
+    assert_eq!(got.len(), 1);
+    assert!(String::from_utf8_lossy(&got[0].1).contains("e-2"));
+}
+
+#[test]
 fn rules_that_would_misread_the_state_are_refused_and_added_rules_are_not() {
     let dir = TempDir::new().unwrap();
     let broker = Broker::mock();
