@@ -1,8 +1,9 @@
 //! Publishing the outbox: entries go to the idempotent producer in outbox
 //! order and are reported back once the broker acknowledges them, so the
 //! caller can delete them from the store. Nothing is dropped: an entry that
-//! fails is sent again; one that cannot even be queued stays in the store's
-//! outbox and goes out on the next start.
+//! fails is sent again, ahead of those still waiting, after a pause; one
+//! that cannot even be queued stays in the store's outbox and goes out on
+//! the next start.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tracing::{error, warn};
 
 use super::kafka::{Delivery, ProducerCtx};
+use super::throttle::{held_back, Throttle};
 use crate::processor::Outgoing;
 use crate::state::OutboxEntry;
 
@@ -36,8 +38,16 @@ pub struct Sink {
     /// Handed over, not yet acknowledged.
     in_flight: HashMap<(u32, u64), OutboxEntry>,
     acks: Vec<Delivery>,
+    /// After a failed delivery, nothing is handed over before this: a
+    /// refusal that lasts (a topic the service may not write to) is tried
+    /// again at a steady pace, not in a spin.
+    hold_until: Option<Instant>,
+    quiet: Throttle,
     pub stats: SinkStats,
 }
+
+/// How long publishing pauses after a failed delivery.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 impl Sink {
     pub fn new(producer: BaseProducer<ProducerCtx>) -> Self {
@@ -47,6 +57,8 @@ impl Sink {
             known: HashSet::new(),
             in_flight: HashMap::new(),
             acks: Vec::new(),
+            hold_until: None,
+            quiet: Throttle::default(),
             stats: SinkStats::default(),
         }
     }
@@ -72,6 +84,10 @@ impl Sink {
 
     /// Hands waiting entries to the producer until its queue is full.
     fn pump(&mut self) {
+        if self.hold_until.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        self.hold_until = None;
         while let Some((partition, seq, entry)) = self.backlog.pop_front() {
             let mut headers = OwnedHeaders::new_with_capacity(entry.headers.len());
             for (k, v) in &entry.headers {
@@ -98,7 +114,9 @@ impl Sink {
                     // Kept in the store's outbox: published on the next start.
                     self.known.remove(&(partition, seq));
                     self.stats.failures += 1;
-                    error!(partition, seq, topic = %entry.topic, "cannot publish: {e}");
+                    if let Some(n) = self.quiet.admit(&format!("{}: {e}", entry.topic)) {
+                        error!(partition, seq, topic = %entry.topic, "cannot publish: {e}{}", held_back(n));
+                    }
                 }
             }
         }
@@ -110,6 +128,7 @@ impl Sink {
         self.producer.poll(timeout);
         self.producer.context().take_acks(&mut self.acks);
         let mut done = Vec::new();
+        let mut failed = Vec::new();
         for (id, outcome) in self.acks.drain(..) {
             let Some(entry) = self.in_flight.remove(&id) else {
                 continue;
@@ -122,10 +141,19 @@ impl Sink {
                 }
                 Err(e) => {
                     self.stats.failures += 1;
-                    warn!(partition = id.0, seq = id.1, topic = %entry.topic, "publish failed, sending again: {e}");
-                    self.backlog.push_back((id.0, id.1, entry));
+                    if let Some(n) = self.quiet.admit(&format!("{}: {e}", entry.topic)) {
+                        warn!(partition = id.0, seq = id.1, topic = %entry.topic, "publish failed, sending again: {e}{}", held_back(n));
+                    }
+                    failed.push((id.0, id.1, entry));
+                    self.hold_until = Some(Instant::now() + RETRY_AFTER);
                 }
             }
+        }
+        // Ahead of what waits, in outbox order: a contact's changes that
+        // have not gone out yet keep their order.
+        failed.sort_by_key(|(p, seq, _)| (*p, *seq));
+        for item in failed.into_iter().rev() {
+            self.backlog.push_front(item);
         }
         self.pump();
         done

@@ -108,11 +108,17 @@ impl Broker {
         mock.set_reachable(up).unwrap();
     }
 
-    /// Mock cluster only: the broker refuses `topic` to clients.
-    pub fn refuse_topic(&self, topic: &str) {
+    /// Mock cluster only: the broker refuses `topic` to clients (or, with
+    /// `false`, takes it again).
+    pub fn refuse_topic(&self, topic: &str, refuse: bool) {
+        use rdkafka::types::RDKafkaRespErr;
         let mock = self._mock.as_ref().expect("the mock cluster");
-        let refused = rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED;
-        mock.set_topic_error(topic, refused).unwrap();
+        let error = if refuse {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED
+        } else {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR
+        };
+        mock.set_topic_error(topic, error).unwrap();
     }
 
     pub fn topic(&self, name: &str) -> String {

@@ -154,7 +154,7 @@ fn idle_exit_does_not_take_a_broker_outage_for_the_end_of_the_input() {
 #[test]
 fn produce_says_when_the_broker_did_not_take_a_record() {
     let broker = Broker::mock();
-    broker.refuse_topic("purchases");
+    broker.refuse_topic("purchases", true);
     let lines = [
         r#"{"topic": "page-visits", "key": "c-1", "value": {"event_id": "e-1", "contact_id": "c-1", "occurred_at": "2026-03-01T00:00:00Z", "url": "https://x/"}}"#,
         r#"{"topic": "purchases", "key": "c-1", "value": {"event_id": "e-2", "contact_id": "c-1", "occurred_at": "2026-03-01T00:00:00Z", "product_id": "p"}}"#,
@@ -186,6 +186,38 @@ fn produce_skips_a_record_too_large_to_send_and_goes_on() {
     let got = broker.read_all("page-visits");
     assert_eq!(got.len(), 1);
     assert!(String::from_utf8_lossy(&got[0].1).contains("e-2"));
+}
+
+#[test]
+fn an_output_topic_refused_for_a_while_loses_nothing() {
+    let dir = TempDir::new().unwrap();
+    let broker = Broker::mock();
+    let rules = root().join("examples/rules.toml");
+    let lines = oracle_stream(dir.path(), 2_000);
+    broker.produce(&lines);
+    let config = write_config(dir.path(), &broker, "event", &rules, "");
+    let (want, want_scores) = replay_oracle(&broker, &config, &rules, &lines, dir.path());
+    broker.refuse_topic("lead-score-events", true);
+    let log = dir.path().join("service.log");
+    let _show = ShowLogOnFailure(log.clone());
+    let started = Instant::now();
+    let mut child = spawn(&config, &["--idle-exit", "3s"], &log);
+    wait_log(&log, "publish failed, sending again");
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    broker.refuse_topic("lead-score-events", false);
+    assert_eq!(wait_exit(&mut child, DEADLINE, &log), 0);
+    // Sent again at a steady pace, and said once per 10 s, not per record.
+    let periods = 1 + started.elapsed().as_secs() / 10;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let said = text
+        .lines()
+        .filter(|l| l.contains("publish failed"))
+        .count() as u64;
+    assert!(said <= 2 * periods, "{said} in {periods} periods");
+    let (got, _) = service_changes(&broker);
+    assert_same_changes(&got, &want);
+    assert_eq!(service_scores(&config), want_scores);
+    assert_eq!(outbox_len(dir.path()), 0);
 }
 
 #[test]
