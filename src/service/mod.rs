@@ -48,6 +48,9 @@ use worker::Service;
 
 /// How long shutdown waits for the broker to acknowledge pending output.
 const DRAIN_LIMIT: Duration = Duration::from_secs(20);
+/// How long shutdown waits for the Kafka clients to close, after the drain:
+/// together within a 30 s grace period (Kubernetes' default).
+const CLOSE_LIMIT: Duration = Duration::from_secs(5);
 /// How far ahead the timer wheel is filled from the timer index.
 const TIMER_HORIZON_MS: i64 = 3_600_000;
 /// How often a progress line is logged.
@@ -299,5 +302,30 @@ pub fn run(
         watermark,
         busy: None,
     };
-    service.run(stop, idle_exit)
+    let report = service.run(stop, idle_exit);
+    close_clients(service);
+    report
+}
+
+/// Closes the Kafka clients, waiting at most [`CLOSE_LIMIT`]: a consumer
+/// leaving its group waits for a coordinator that an outage may have taken
+/// away, and a stop must still end in bounded time. What they may still
+/// hold is not needed: the final offset commit is for lag monitoring (the
+/// offsets that count are in the state store), and the outbox keeps output.
+fn close_clients(service: Service<'_>) {
+    let Service { consumer, sink, .. } = service;
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    let closing = std::thread::Builder::new()
+        .name("kafka-close".into())
+        .spawn(move || {
+            drop(consumer);
+            drop(sink);
+            let _ = closed_tx.send(());
+        });
+    if closing.is_ok() && closed_rx.recv_timeout(CLOSE_LIMIT).is_err() {
+        warn!(
+            "the Kafka clients did not close within {}s (is the broker unreachable?); leaving them",
+            CLOSE_LIMIT.as_secs()
+        );
+    }
 }

@@ -371,7 +371,9 @@ impl Service<'_> {
                 "the broker did not acknowledge all output in time; it stays in the outbox and is sent on the next start"
             );
         }
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+        // Not waited for: a broker outage would hold it until the session
+        // times out; the consumer's close sends it if it can.
+        match self.consumer.commit_consumer_state(CommitMode::Async) {
             // Nothing new since the last auto-commit.
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             // Nothing is lost: the offsets that count are in the state store.

@@ -152,6 +152,32 @@ fn idle_exit_does_not_take_a_broker_outage_for_the_end_of_the_input() {
 }
 
 #[test]
+fn sigterm_during_a_broker_outage_still_stops_in_bounded_time() {
+    let dir = TempDir::new().unwrap();
+    let broker = Broker::mock();
+    let rules = root().join("examples/rules.toml");
+    broker.produce(&oracle_stream(dir.path(), 500));
+    let config = write_config(dir.path(), &broker, "event", &rules, "");
+    // librdkafka's default session: leaving the group could wait that long.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let default_session = text.replace(
+        r#""session.timeout.ms" = "6000""#,
+        r#""session.timeout.ms" = "45000""#,
+    );
+    assert_ne!(text, default_session);
+    std::fs::write(&config, default_session).unwrap();
+    let log = dir.path().join("service.log");
+    let _show = ShowLogOnFailure(log.clone());
+    let mut child = spawn(&config, &[], &log);
+    wait_count(&broker, "lead-score-events", 1, &log);
+    broker.set_reachable(false);
+    wait_log(&log, "brokers are down");
+    sigterm(&child);
+    // Within Kubernetes' default grace period.
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30), &log), 0);
+}
+
+#[test]
 fn produce_says_when_the_broker_did_not_take_a_record() {
     let broker = Broker::mock();
     broker.refuse_topic("purchases", true);
