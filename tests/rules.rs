@@ -92,6 +92,24 @@ fn errors_of(text: &str) -> Vec<RuleError> {
     RuleSet::parse(text).expect_err("the rules are invalid")
 }
 
+/// One expected error: line, model, rule, and how the message starts.
+type Want<'a> = (usize, &'a str, Option<&'a str>, &'a str);
+
+/// `text`'s errors are `want`, in order.
+fn assert_errors(text: &str, want: &[Want]) {
+    let got = errors_of(text);
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+    for (e, &(line, model, rule, message)) in got.iter().zip(want) {
+        assert_eq!(e.line, Some(line), "{e}");
+        assert_eq!(e.model.as_deref(), Some(model), "{e}");
+        assert_eq!(e.rule.as_deref(), rule, "{e}");
+        assert!(
+            e.message.starts_with(message),
+            "want `{message}…`, got `{e}`"
+        );
+    }
+}
+
 #[test]
 fn every_shape_error_is_reported_with_the_semantic_ones() {
     let text = r#"[[model]]
@@ -125,31 +143,23 @@ id = "r2"
 when = "purchase"
 points = 2
 "#;
-    let got = errors_of(text);
-    let want: [(usize, &str, Option<&str>, &str); 7] = [
-        (4, "a", None, "unknown field `bogus`"),
-        (8, "b", None, "`hysteresis`: invalid type: string \"x\""),
-        (14, "b", Some("r1"), "`points`: invalid type: string \"1\""),
-        (
-            16,
-            "b",
-            Some("r2"),
-            "filter `url` does not apply to `purchase` rules",
-        ),
-        (22, "b", Some("r3"), "missing field `points`"),
-        (25, "b", Some("r3"), "unknown field `ponts`"),
-        (28, "b", Some("r2"), "duplicate rule id"),
-    ];
-    assert_eq!(got.len(), want.len(), "{got:#?}");
-    for (e, (line, model, rule, message)) in got.iter().zip(want) {
-        assert_eq!(e.line, Some(line), "{e}");
-        assert_eq!(e.model.as_deref(), Some(model), "{e}");
-        assert_eq!(e.rule.as_deref(), rule, "{e}");
-        assert!(
-            e.message.starts_with(message),
-            "want `{message}…`, got `{e}`"
-        );
-    }
+    assert_errors(
+        text,
+        &[
+            (4, "a", None, "unknown field `bogus`"),
+            (8, "b", None, "`hysteresis`: invalid type: string \"x\""),
+            (14, "b", Some("r1"), "`points`: invalid type: string \"1\""),
+            (
+                16,
+                "b",
+                Some("r2"),
+                "filter `url` does not apply to `purchase` rules",
+            ),
+            (22, "b", Some("r3"), "missing field `points`"),
+            (25, "b", Some("r3"), "unknown field `ponts`"),
+            (28, "b", Some("r2"), "duplicate rule id"),
+        ],
+    );
 }
 
 #[test]
@@ -176,23 +186,15 @@ when = "page_visit"
 window_days = 7
 points = 1
 "#;
-    let got = errors_of(text);
-    let want: [(usize, Option<&str>, &str); 4] = [
-        (3, None, "`min`: invalid type"),
-        (5, Some("r0"), "min_amount must be ≥ 0"),
-        (12, None, "duplicate model name"),
-        (15, Some("r1"), "window_days needs max_times"),
-    ];
-    assert_eq!(got.len(), want.len(), "{got:#?}");
-    for (e, (line, rule, message)) in got.iter().zip(want) {
-        assert_eq!(e.line, Some(line), "{e}");
-        assert_eq!(e.model.as_deref(), Some("a"), "{e}");
-        assert_eq!(e.rule.as_deref(), rule, "{e}");
-        assert!(
-            e.message.starts_with(message),
-            "want `{message}…`, got `{e}`"
-        );
-    }
+    assert_errors(
+        text,
+        &[
+            (3, "a", None, "`min`: invalid type"),
+            (5, "a", Some("r0"), "min_amount must be ≥ 0"),
+            (12, "a", None, "duplicate model name"),
+            (15, "a", Some("r1"), "window_days needs max_times"),
+        ],
+    );
 }
 
 #[test]
@@ -216,24 +218,24 @@ when = "page_visit"
 window_days = 0
 points = 1
 "#;
-    let got = errors_of(text);
-    let want: [(usize, &str, &str); 7] = [
-        (5, "r1", "filter `url` does not apply to `purchase` rules"),
-        (8, "r1", "`url`: invalid type: integer `5`"),
-        (9, "r1", "`max_times`: invalid type: string \"3\""),
-        (10, "r1", "`points`: invalid type: string \"ten\""),
-        (12, "r1", "window_days must be > 0, got 0"),
-        (12, "r1", "window_days needs max_times"),
-        (13, "r1", "duplicate rule id"),
-    ];
-    assert_eq!(got.len(), want.len(), "{got:#?}");
-    for (e, (line, rule, message)) in got.iter().zip(want) {
-        assert_eq!((e.line, e.rule.as_deref()), (Some(line), Some(rule)), "{e}");
-        assert!(
-            e.message.starts_with(message),
-            "want `{message}…`, got `{e}`"
-        );
-    }
+    let r1 = Some("r1");
+    assert_errors(
+        text,
+        &[
+            (
+                5,
+                "a",
+                r1,
+                "filter `url` does not apply to `purchase` rules",
+            ),
+            (8, "a", r1, "`url`: invalid type: integer `5`"),
+            (9, "a", r1, "`max_times`: invalid type: string \"3\""),
+            (10, "a", r1, "`points`: invalid type: string \"ten\""),
+            (12, "a", r1, "window_days must be > 0, got 0"),
+            (12, "a", r1, "window_days needs max_times"),
+            (13, "a", r1, "duplicate rule id"),
+        ],
+    );
 }
 
 #[test]
