@@ -51,7 +51,8 @@ impl Throttle {
     }
 }
 
-/// " (N more like it held back)" after a throttled warning, if any were.
+/// What follows a throttled warning: " (N more like it in the last 10s)",
+/// or nothing when none was held back.
 pub fn held_back(n: u64) -> String {
     if n == 0 {
         String::new()
