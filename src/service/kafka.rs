@@ -19,7 +19,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
-use super::throttle::{held_back, Throttle};
+use super::throttle::Throttle;
 use crate::config::Config;
 use crate::state::StateStore;
 
@@ -77,8 +77,8 @@ pub(super) fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &s
 /// librdkafka keeps reconnecting on its own: say so (once per period of
 /// each error, as an outage repeats them every few milliseconds), don't exit.
 pub(super) fn client_error(quiet: &Throttle, error: &KafkaError, reason: &str) {
-    if let Some(n) = quiet.admit(&error.to_string()) {
-        warn!(%error, "kafka: {reason} (retrying with backoff){}", held_back(n));
+    if let Some(more) = quiet.admit(&error.to_string()) {
+        warn!(%error, "kafka: {reason} (retrying with backoff){more}");
     }
 }
 
@@ -121,8 +121,8 @@ impl<S: StateStore> ConsumerCtx<S> {
     /// A consume error, which librdkafka also reports through `error` while
     /// it retries: logged as repeated warnings are.
     pub fn consume_error(&self, error: &KafkaError) {
-        if let Some(n) = self.quiet.admit(&format!("consume: {error}")) {
-            warn!("consume: {error} (retrying){}", held_back(n));
+        if let Some(more) = self.quiet.admit(&format!("consume: {error}")) {
+            warn!("consume: {error} (retrying){more}");
         }
     }
 

@@ -19,7 +19,7 @@ pub mod produce;
 pub mod scores;
 pub mod sink;
 mod telemetry;
-pub mod throttle;
+mod throttle;
 mod worker;
 
 use std::path::Path;

@@ -14,7 +14,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tracing::{error, warn};
 
 use super::kafka::{Delivery, ProducerCtx};
-use super::throttle::{held_back, Throttle};
+use super::throttle::Throttle;
 use crate::processor::Outgoing;
 use crate::state::OutboxEntry;
 
@@ -114,8 +114,8 @@ impl Sink {
                     // Kept in the store's outbox: published on the next start.
                     self.known.remove(&(partition, seq));
                     self.stats.failures += 1;
-                    if let Some(n) = self.quiet.admit(&format!("{}: {e}", entry.topic)) {
-                        error!(partition, seq, topic = %entry.topic, "cannot publish: {e}{}", held_back(n));
+                    if let Some(more) = self.quiet.admit(&format!("{}: {e}", entry.topic)) {
+                        error!(partition, seq, topic = %entry.topic, "cannot publish: {e}{more}");
                     }
                 }
             }
@@ -141,8 +141,8 @@ impl Sink {
                 }
                 Err(e) => {
                     self.stats.failures += 1;
-                    if let Some(n) = self.quiet.admit(&format!("{}: {e}", entry.topic)) {
-                        warn!(partition = id.0, seq = id.1, topic = %entry.topic, "publish failed, sending again: {e}{}", held_back(n));
+                    if let Some(more) = self.quiet.admit(&format!("{}: {e}", entry.topic)) {
+                        warn!(partition = id.0, seq = id.1, topic = %entry.topic, "publish failed, sending again: {e}{more}");
                     }
                     failed.push((id.0, id.1, entry));
                     self.hold_until = Some(Instant::now() + RETRY_AFTER);

@@ -3,16 +3,39 @@
 //! at once, then one per period with the count of those held back.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How often one kind of repeated warning is logged.
-pub const LOG_EVERY: Duration = Duration::from_secs(10);
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 pub struct Throttle {
     every: Duration,
     /// Per kind: when it was last logged, and how many were held back since.
     kinds: Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+/// A warning let through, and how many like it were held back since the
+/// last one: shown after its message, " (N more like it in the last 10s)",
+/// or as nothing when there were none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    held_back: u64,
+    every: Duration,
+}
+
+impl fmt::Display for Admitted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.held_back {
+            0 => Ok(()),
+            n => write!(
+                f,
+                " ({n} more like it in the last {}s)",
+                self.every.as_secs()
+            ),
+        }
+    }
 }
 
 impl Default for Throttle {
@@ -29,35 +52,32 @@ impl Throttle {
         }
     }
 
-    /// Whether a warning of `kind` is to be logged now: `Some(held back
-    /// since the last one logged)`, or `None` to drop it. Kinds are meant to
-    /// be few (error codes), as each is remembered.
-    pub fn admit(&self, kind: &str) -> Option<u64> {
+    /// Whether a warning of `kind` is to be logged now (`None`: drop it).
+    /// Kinds are meant to be few (error codes), as each is remembered.
+    pub fn admit(&self, kind: &str) -> Option<Admitted> {
         self.admit_at(kind, Instant::now())
     }
 
-    fn admit_at(&self, kind: &str, now: Instant) -> Option<u64> {
+    fn admit_at(&self, kind: &str, now: Instant) -> Option<Admitted> {
         let mut kinds = self.kinds.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((last, held)) = kinds.get_mut(kind) else {
-            kinds.insert(kind.to_string(), (now, 0));
-            return Some(0);
+        let held_back = match kinds.get_mut(kind) {
+            None => {
+                kinds.insert(kind.to_string(), (now, 0));
+                0
+            }
+            Some((last, held)) if now.saturating_duration_since(*last) < self.every => {
+                *held += 1;
+                return None;
+            }
+            Some((last, held)) => {
+                *last = now;
+                std::mem::take(held)
+            }
         };
-        if now.saturating_duration_since(*last) < self.every {
-            *held += 1;
-            return None;
-        }
-        *last = now;
-        Some(std::mem::take(held))
-    }
-}
-
-/// What follows a throttled warning: " (N more like it in the last 10s)",
-/// or nothing when none was held back.
-pub fn held_back(n: u64) -> String {
-    if n == 0 {
-        String::new()
-    } else {
-        format!(" ({n} more like it in the last {}s)", LOG_EVERY.as_secs())
+        Some(Admitted {
+            held_back,
+            every: self.every,
+        })
     }
 }
 
@@ -69,18 +89,26 @@ mod tests {
     fn one_warning_per_kind_and_period_with_the_count_held_back() {
         let throttle = Throttle::new(Duration::from_secs(10));
         let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        assert_eq!(
-            throttle.admit_at("down", at(0)),
-            Some(0),
-            "the first at once"
-        );
-        assert_eq!(throttle.admit_at("down", at(1)), None);
-        assert_eq!(throttle.admit_at("down", at(9)), None);
-        assert_eq!(throttle.admit_at("refused", at(9)), Some(0), "kinds apart");
-        assert_eq!(throttle.admit_at("down", at(10)), Some(2));
-        assert_eq!(throttle.admit_at("down", at(11)), None);
-        assert_eq!(throttle.admit_at("down", at(30)), Some(1));
-        assert_eq!(throttle.admit_at("down", at(45)), Some(0));
+        let admit = |kind: &str, s: u64| {
+            throttle
+                .admit_at(kind, t0 + Duration::from_secs(s))
+                .map(|a| a.held_back)
+        };
+        assert_eq!(admit("down", 0), Some(0), "the first at once");
+        assert_eq!(admit("down", 1), None);
+        assert_eq!(admit("down", 9), None);
+        assert_eq!(admit("refused", 9), Some(0), "kinds apart");
+        assert_eq!(admit("down", 10), Some(2));
+        assert_eq!(admit("down", 11), None);
+        assert_eq!(admit("down", 30), Some(1));
+        assert_eq!(admit("down", 45), Some(0));
+    }
+
+    #[test]
+    fn the_count_follows_the_message_when_there_is_one() {
+        let every = Duration::from_secs(10);
+        let shown = |held_back| Admitted { held_back, every }.to_string();
+        assert_eq!(shown(0), "");
+        assert_eq!(shown(3), " (3 more like it in the last 10s)");
     }
 }
