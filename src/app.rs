@@ -182,10 +182,11 @@ fn create(path: &Path) -> anyhow::Result<Box<dyn Write>> {
 
 fn replay_file(args: &ReplayArgs, rules: RuleSet) -> anyhow::Result<()> {
     let input = open(&args.events)?;
-    let mut rejects = match &args.rejects_out {
-        Some(p) => create(p)?,
-        None => Box::new(io::stderr().lock()),
-    };
+    let mut rejects = create(
+        args.rejects_out
+            .as_deref()
+            .unwrap_or(Path::new("/dev/stderr")),
+    )?;
     // Created now, written last: an output that cannot be made fails at once,
     // not after the whole replay.
     let mut scores = args.scores_out.as_deref().map(create).transpose()?;

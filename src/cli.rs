@@ -234,8 +234,6 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
     fn parses(args: &[&str]) -> bool {
