@@ -361,14 +361,28 @@ pub fn wait_log(log: &Path, text: &str) {
     wait_log_lines(log, text, 1);
 }
 
+/// How many lines of the log contain `text`.
+pub fn log_lines(log: &Path, text: &str) -> usize {
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    log.lines().filter(|l| l.contains(text)).count()
+}
+
+/// Asserts that lines with `text` came at most `kinds` times per 10 s
+/// (the service's throttle of repeated warnings) since `started`.
+pub fn assert_throttled(log: &Path, text: &str, kinds: usize, started: Instant) {
+    let periods = 1 + started.elapsed().as_secs() as usize / 10;
+    let said = log_lines(log, text);
+    assert!(
+        said <= kinds * periods,
+        "{said} lines with `{text}` in {periods} periods of 10 s:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
 /// Waits until `n` lines of the log contain `text`.
 pub fn wait_log_lines(log: &Path, text: &str, n: usize) {
     let started = Instant::now();
-    let count = || {
-        let log = std::fs::read_to_string(log).unwrap_or_default();
-        log.lines().filter(|l| l.contains(text)).count()
-    };
-    while count() < n {
+    while log_lines(log, text) < n {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "not {n} lines with `{text}` in the log:\n{}",
