@@ -1,9 +1,9 @@
 //! Publishing the outbox: entries go to the idempotent producer in outbox
 //! order and are reported back once the broker acknowledges them, so the
-//! caller can delete them from the store. Nothing is dropped: an entry that
-//! fails is sent again, ahead of those still waiting, after a pause; one
-//! that cannot even be queued stays in the store's outbox and goes out on
-//! the next start.
+//! caller can delete them from the store. Nothing is dropped: an entry the
+//! broker or the producer refuses is sent again, ahead of those still
+//! waiting, after a pause; one too large to send stays in the store's outbox
+//! and is tried again on the next start.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -110,16 +110,41 @@ impl Sink {
                     self.backlog.push_front((partition, seq, entry));
                     return;
                 }
-                Err((e, _)) => {
-                    // Kept in the store's outbox: published on the next start.
+                Err((
+                    e @ KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                    _,
+                )) => {
+                    // No retry can send it, and it must not hold up the rest:
+                    // kept in the store's outbox, tried again on the next start.
                     self.known.remove(&(partition, seq));
                     self.stats.failures += 1;
                     if let Some(more) = self.quiet.admit(&format!("{}: {e}", entry.topic)) {
                         error!(partition, seq, topic = %entry.topic, "cannot publish: {e}{more}");
                     }
                 }
+                // Refused before it left (a topic known to be refused, say):
+                // as a failed delivery.
+                Err((e, _)) => {
+                    self.failed(partition, seq, &entry.topic, &e);
+                    self.backlog.push_front((partition, seq, entry));
+                    return;
+                }
             }
         }
+    }
+
+    /// A record the broker would not take: counted and said (throttled);
+    /// publishing pauses for [`RETRY_AFTER`], then it goes again, ahead of
+    /// what waits (the caller puts it back).
+    fn failed(&mut self, partition: u32, seq: u64, topic: &str, e: &dyn std::fmt::Display) {
+        self.stats.failures += 1;
+        if let Some(more) = self.quiet.admit(&format!("{topic}: {e}")) {
+            warn!(
+                partition,
+                seq, topic, "publish failed, sending again: {e}{more}"
+            );
+        }
+        self.hold_until = Some(Instant::now() + RETRY_AFTER);
     }
 
     /// Serves delivery reports for up to `timeout`; returns the (partition,
@@ -129,7 +154,9 @@ impl Sink {
         self.producer.context().take_acks(&mut self.acks);
         let mut done = Vec::new();
         let mut failed = Vec::new();
-        for (id, outcome) in self.acks.drain(..) {
+        // Taken out for the loop (which needs `self`), put back for reuse.
+        let mut acks = std::mem::take(&mut self.acks);
+        for (id, outcome) in acks.drain(..) {
             let Some(entry) = self.in_flight.remove(&id) else {
                 continue;
             };
@@ -140,15 +167,12 @@ impl Sink {
                     done.push(id);
                 }
                 Err(e) => {
-                    self.stats.failures += 1;
-                    if let Some(more) = self.quiet.admit(&format!("{}: {e}", entry.topic)) {
-                        warn!(partition = id.0, seq = id.1, topic = %entry.topic, "publish failed, sending again: {e}{more}");
-                    }
+                    self.failed(id.0, id.1, &entry.topic, &e);
                     failed.push((id.0, id.1, entry));
-                    self.hold_until = Some(Instant::now() + RETRY_AFTER);
                 }
             }
         }
+        self.acks = acks;
         // Ahead of what waits, in outbox order: a contact's changes that
         // have not gone out yet keep their order.
         failed.sort_by_key(|(p, seq, _)| (*p, *seq));

@@ -235,6 +235,50 @@ fn an_output_topic_refused_for_a_while_loses_nothing() {
 }
 
 #[test]
+fn a_record_refused_before_it_leaves_is_sent_again_not_set_aside() {
+    use leadscore::service::kafka::ProducerCtx;
+    use leadscore::service::sink::Sink;
+    use leadscore::state::OutboxEntry;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, Producer};
+
+    let broker = Broker::mock();
+    let topic = "lead-score-events";
+    broker.refuse_topic(topic, true);
+    let producer: BaseProducer<ProducerCtx> = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create_with_context(ProducerCtx::default())
+        .unwrap();
+    // The producer learns of the refusal, so the record fails as it is sent.
+    let _ = producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10));
+    let mut sink = Sink::new(producer);
+    let entry = OutboxEntry {
+        topic: topic.into(),
+        key: Some(b"c-1".to_vec()),
+        payload: b"{}".to_vec(),
+        headers: Vec::new(),
+    };
+    sink.send(vec![(0, 7, entry)]);
+    assert_eq!(
+        sink.pending(),
+        1,
+        "still to publish, not left for a restart"
+    );
+    assert!(sink.stats.failures >= 1, "the refusal is counted");
+    broker.refuse_topic(topic, false);
+    let started = Instant::now();
+    let mut done = Vec::new();
+    while done.is_empty() {
+        assert!(started.elapsed() < DEADLINE, "never published");
+        done = sink.poll(Duration::from_millis(50));
+    }
+    assert_eq!(done, [(0, 7)]);
+    assert_eq!(broker.count(topic), 1);
+}
+
+#[test]
 fn rules_that_would_misread_the_state_are_refused_and_added_rules_are_not() {
     let dir = TempDir::new().unwrap();
     let broker = Broker::mock();
