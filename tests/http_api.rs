@@ -81,6 +81,7 @@ fn fill(store: Arc<RocksStateStore>, engine: Engine) -> EventTime {
         topics: TopicMap::default(),
         output_topic: "out".into(),
         dead_letter_topic: "dlq".into(),
+        max_message_bytes: 1_000_000,
         max_clock_skew_ms: None,
         dedupe_window_ms: 30 * DAY,
         timer_horizon_ms: 3_600_000,

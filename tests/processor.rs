@@ -11,7 +11,7 @@ use leadscore::processor::{InputRecord, Outgoing, Processor, ProcessorSettings};
 use leadscore::replay::parse_line;
 use leadscore::rules::RuleSet;
 use leadscore::scoring::Engine;
-use leadscore::state::{MemStateStore, StateStore};
+use leadscore::state::{MemStateStore, OutboxEntry, StateStore};
 use leadscore::time::EventTime;
 use serde_json::Value;
 
@@ -30,16 +30,27 @@ fn with_clock(
     skew: Option<i64>,
     event_clock: bool,
 ) -> Processor<MemStateStore> {
-    let rules = RuleSet::load(&walkthrough().join("rules.toml")).unwrap();
-    let settings = ProcessorSettings {
+    with_settings(store, settings(skew, event_clock))
+}
+
+fn settings(skew: Option<i64>, event_clock: bool) -> ProcessorSettings {
+    ProcessorSettings {
         topics: TopicMap::default(),
         output_topic: "lead-score-events".into(),
         dead_letter_topic: "lead-score-dlq".into(),
+        max_message_bytes: 1_000_000,
         max_clock_skew_ms: skew,
         dedupe_window_ms: 30 * DAY,
         timer_horizon_ms: 3_600_000,
         event_clock,
-    };
+    }
+}
+
+fn with_settings(
+    store: Arc<MemStateStore>,
+    settings: ProcessorSettings,
+) -> Processor<MemStateStore> {
+    let rules = RuleSet::load(&walkthrough().join("rules.toml")).unwrap();
     Processor::new(Engine::new(rules, 30 * DAY), store, settings)
 }
 
@@ -70,6 +81,14 @@ fn records() -> Vec<InputRecord> {
 fn occurred_at(rec: &InputRecord) -> Option<EventTime> {
     let v: Value = serde_json::from_slice(rec.payload.as_ref()?).ok()?;
     EventTime::parse_rfc3339(v["occurred_at"].as_str()?)
+}
+
+/// The value of an outbox entry's header `name`.
+fn header(entry: &OutboxEntry, name: &str) -> Option<String> {
+    let mut found = entry.headers.iter().filter(|(n, _)| n == name);
+    found
+        .next()
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }
 
 fn changes(out: &[Outgoing]) -> Vec<Value> {
@@ -210,13 +229,7 @@ fn bad_records_go_to_the_dead_letter_topic_with_headers() {
     assert_eq!(dlq.len(), 1);
     let entry = &dlq[0].2;
     assert_eq!(entry.payload, b"{broken");
-    let header = |k: &str| {
-        entry
-            .headers
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    };
+    let header = |k: &str| header(entry, k);
     assert_eq!(header("error.reason").as_deref(), Some("invalid_json"));
     assert_eq!(header("source.topic").as_deref(), Some("page-visits"));
     assert_eq!(header("source.partition").as_deref(), Some("0"));
@@ -227,6 +240,53 @@ fn bad_records_go_to_the_dead_letter_topic_with_headers() {
         recs.len() as u64,
         "processing went on past the bad record"
     );
+}
+
+#[test]
+fn a_dead_letter_is_cut_to_what_the_producer_may_send() {
+    let max = 20_000;
+    let mut p = with_settings(
+        Arc::new(MemStateStore::default()),
+        ProcessorSettings {
+            max_message_bytes: max,
+            ..settings(None, false)
+        },
+    );
+    p.assign(0, EventTime::from_millis(0)).unwrap();
+    let record = |offset: i64, size: usize| InputRecord {
+        topic: "page-visits".into(),
+        partition: 0,
+        offset,
+        key: Some(b"c-1".to_vec()),
+        payload: Some((0..size).map(|i| (i % 251) as u8).collect()),
+    };
+    // Both over SPEC's 64 KiB; only the second over what may be sent.
+    let (fits, over) = (record(0, 19_000).payload, record(1, 100_000).payload);
+    let now = EventTime::parse_rfc3339("2026-03-05T00:00:00Z").unwrap();
+    let out = p
+        .process(&[record(0, 19_000), record(1, 100_000)], now)
+        .unwrap();
+    let dlq: Vec<_> = out.iter().map(|(_, _, e)| e).collect();
+    assert_eq!(dlq.len(), 2);
+    let header = |i: usize, k: &str| header(dlq[i], k);
+    assert_eq!(dlq[0].payload, fits.unwrap(), "small enough: whole");
+    assert_eq!(header(0, "error.original_size"), None);
+    let cut = &dlq[1].payload;
+    assert_eq!(
+        header(1, "error.reason").as_deref(),
+        Some("payload_too_large")
+    );
+    assert_eq!(header(1, "error.original_size").as_deref(), Some("100000"));
+    assert_eq!(header(1, "source.offset").as_deref(), Some("1"));
+    assert_eq!(cut[..], over.unwrap()[..cut.len()], "its first bytes");
+    let headers: usize = dlq[1]
+        .headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 10)
+        .sum();
+    let wire = cut.len() + 3 + headers;
+    assert!(wire <= max - 40, "fits with librdkafka's overhead: {wire}");
+    assert!(wire > max - 1_000, "not cut more than needed: {wire}");
 }
 
 #[test]

@@ -41,6 +41,9 @@ pub struct ProcessorSettings {
     pub topics: TopicMap,
     pub output_topic: String,
     pub dead_letter_topic: String,
+    /// The producer's `message.max.bytes`: a dead letter's value is cut to
+    /// fit in it (an input record may be larger than the producer may send).
+    pub max_message_bytes: usize,
     /// `Some(skew)` in wall-clock mode: events further ahead are dead-lettered.
     pub max_clock_skew_ms: Option<i64>,
     pub dedupe_window_ms: i64,

@@ -159,12 +159,13 @@ impl<'p, S: StateStore> Step<'p, S> {
                 rec.offset.to_string().into_bytes(),
             ),
         ];
-        let entry = OutboxEntry {
+        let mut entry = OutboxEntry {
             topic: self.p.settings.dead_letter_topic.clone(),
             key: rec.key.clone(),
             payload: rec.payload.clone().unwrap_or_default(),
             headers,
         };
+        cut_to_fit(&mut entry, self.p.settings.max_message_bytes);
         self.push(rec.partition, entry)
     }
 
@@ -316,4 +317,33 @@ fn next_dues(state: &ContactState) -> Vec<Option<EventTime>> {
         .iter()
         .map(|m| m.next.as_ref().map(|p| p.at))
         .collect()
+}
+
+/// What a record costs on the wire besides its key, value and headers, with
+/// room to spare (librdkafka counts at most ~40 bytes).
+const RECORD_OVERHEAD: usize = 256;
+/// The most a header costs besides its name and value (two varint lengths).
+const HEADER_OVERHEAD: usize = 10;
+
+/// Cuts a dead letter's value so that the record fits in `max_bytes` (the
+/// producer's `message.max.bytes`): a record over it could never be sent.
+/// A cut record keeps the value's first bytes and says the original size in
+/// an `error.original_size` header; the `source.*` headers point at the
+/// whole record.
+fn cut_to_fit(entry: &mut OutboxEntry, max_bytes: usize) {
+    const HEADER: &str = "error.original_size";
+    let size = entry.payload.len();
+    let headers = |entry: &OutboxEntry| -> usize {
+        let named = entry.headers.iter().map(|(k, v)| k.len() + v.len());
+        named.map(|n| n + HEADER_OVERHEAD).sum()
+    };
+    let fixed = RECORD_OVERHEAD + entry.key.as_ref().map_or(0, Vec::len);
+    if fixed + headers(entry) + size <= max_bytes {
+        return;
+    }
+    entry
+        .headers
+        .push((HEADER.to_string(), size.to_string().into_bytes()));
+    let room = max_bytes.saturating_sub(fixed + headers(entry));
+    entry.payload.truncate(room);
 }

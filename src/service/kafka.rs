@@ -62,6 +62,18 @@ pub fn producer_config(config: &Config, brokers: &str) -> ClientConfig {
     c
 }
 
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
+
+/// The largest record the producer may send: its `message.max.bytes`, as
+/// `kafka.producer` sets it or librdkafka's default (a value librdkafka
+/// refuses stops the service when the producer is made, before this counts).
+pub fn max_message_bytes(config: &Config) -> usize {
+    let set = config.kafka.producer.get("message.max.bytes");
+    set.and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
+}
+
 pub(super) fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
     match level {
         RDKafkaLogLevel::Emerg

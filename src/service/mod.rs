@@ -87,6 +87,7 @@ pub fn processor_settings(config: &Config) -> ProcessorSettings {
         topics: topic_map(config),
         output_topic: config.topics.output.clone(),
         dead_letter_topic: config.topics.dead_letter.clone(),
+        max_message_bytes: kafka::max_message_bytes(config),
         max_clock_skew_ms: (!event_clock).then_some(config.max_clock_skew.as_millis() as i64),
         dedupe_window_ms: config.dedupe_window.as_millis() as i64,
         timer_horizon_ms: TIMER_HORIZON_MS,

@@ -2,8 +2,9 @@
 //! order and are reported back once the broker acknowledges them, so the
 //! caller can delete them from the store. Nothing is dropped: an entry the
 //! broker or the producer refuses is sent again, ahead of those still
-//! waiting, after a pause; one too large to send stays in the store's outbox
-//! and is tried again on the next start.
+//! waiting, after a pause; one too large to send (dead letters are cut to
+//! fit, so only one whose key alone is over the limit) stays in the
+//! store's outbox and is tried again on the next start.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};

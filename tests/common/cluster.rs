@@ -41,6 +41,12 @@ pub fn root() -> PathBuf {
 /// A record read back: key, payload, headers.
 pub type Received = (Option<String>, Vec<u8>, Vec<(String, String)>);
 
+/// The value of a received record's header `name`.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let mut found = headers.iter().filter(|(n, _)| n == name);
+    found.next().map(|(_, v)| v.as_str())
+}
+
 /// A broker with this test's topics: the mock cluster, or the real one with
 /// topic names unique to the test.
 pub struct Broker {

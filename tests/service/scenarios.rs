@@ -60,12 +60,7 @@ fn pipeline(broker: Broker) {
     assert_eq!(dlq.len(), 1, "the one broken line");
     let (_, payload, headers) = &dlq[0];
     assert_eq!(payload, b"{broken");
-    let header = |k: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let header = |k: &str| header(headers, k);
     assert_eq!(header("error.reason"), Some("invalid_json"));
     assert_eq!(
         header("source.topic"),

@@ -279,6 +279,43 @@ fn a_record_refused_before_it_leaves_is_sent_again_not_set_aside() {
 }
 
 #[test]
+fn a_dead_letter_too_large_to_send_is_cut_to_fit_and_says_its_size() {
+    let dir = TempDir::new().unwrap();
+    let broker = Broker::mock();
+    let rules = root().join("examples/rules.toml");
+    // The producer may send less than the topics hold: a record of 100,000
+    // bytes came in, only 20,000 may go out.
+    let producer = "[kafka.producer]\n\"message.max.bytes\" = \"20000\"";
+    let config = write_config(dir.path(), &broker, "event", &rules, producer);
+    let big: String = (0..100_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    broker.produce(std::slice::from_ref(&big));
+    let log = dir.path().join("service.log");
+    let _show = ShowLogOnFailure(log.clone());
+    let mut child = spawn(&config, &["--idle-exit", "3s"], &log);
+    assert_eq!(wait_exit(&mut child, DEADLINE, &log), 0);
+    let dlq = broker.read_all("lead-score-dlq");
+    assert_eq!(dlq.len(), 1, "the dead letter went out");
+    let (_, payload, headers) = &dlq[0];
+    let header = |k: &str| header(headers, k);
+    assert_eq!(header("error.reason"), Some("payload_too_large"));
+    assert_eq!(header("error.original_size"), Some("100000"));
+    assert_eq!(header("source.offset"), Some("0"));
+    assert!(
+        payload.len() > 15_000 && payload.len() < 20_000,
+        "cut to fit, not emptied: {} bytes",
+        payload.len()
+    );
+    assert_eq!(
+        &payload[..],
+        &big.as_bytes()[..payload.len()],
+        "its first bytes"
+    );
+    assert_eq!(outbox_len(dir.path()), 0, "nothing left for the next start");
+}
+
+#[test]
 fn rules_that_would_misread_the_state_are_refused_and_added_rules_are_not() {
     let dir = TempDir::new().unwrap();
     let broker = Broker::mock();
