@@ -74,7 +74,7 @@ pub fn max_message_bytes(config: &Config) -> usize {
         .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
 }
 
-pub(super) fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
+fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
@@ -88,7 +88,7 @@ pub(super) fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &s
 
 /// librdkafka keeps reconnecting on its own: say so (once per period of
 /// each error, as an outage repeats them every few milliseconds), don't exit.
-pub(super) fn client_error(quiet: &Throttle, error: &KafkaError, reason: &str) {
+fn client_error(quiet: &Throttle, error: &KafkaError, reason: &str) {
     if let Some(more) = quiet.admit(&error.to_string()) {
         warn!(%error, "kafka: {reason} (retrying with backoff){more}");
     }
@@ -277,10 +277,11 @@ impl<S: StateStore> ConsumerContext for ConsumerCtx<S> {
     }
 }
 
-/// One acknowledged (or failed) outbox entry: (partition, seq).
+/// One acknowledged (or failed) record, by the id it was sent with: an
+/// outbox entry's (partition, seq), or `produce`'s (0, line number).
 pub type Delivery = ((u32, u64), Result<(), String>);
 
-/// Producer callbacks: deliveries are queued for the processing loop.
+/// Producer callbacks: deliveries are queued for the sender to take.
 #[derive(Default)]
 pub struct ProducerCtx {
     acks: Mutex<Vec<Delivery>>,

@@ -4,19 +4,15 @@
 //! envelopes are reported and skipped.
 
 use std::io::BufRead;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::client::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde::Deserialize;
 
-use super::kafka::{client_error, log_librdkafka};
-use super::throttle::Throttle;
+use super::kafka::{Delivery, ProducerCtx};
 use crate::replay::{parse_line, Lines};
 
 /// Counts of a produce run.
@@ -34,13 +30,14 @@ struct ContactOnly {
 /// Produces every line of `input` to `brokers`; the key is the line's `key`,
 /// else the payload's `contact_id` (so a contact's events share a partition).
 pub fn produce_lines(brokers: &str, input: impl BufRead) -> anyhow::Result<ProduceReport> {
-    let producer: BaseProducer<ProduceCtx> = ClientConfig::new()
+    let producer: BaseProducer<ProducerCtx> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "20")
-        .create_with_context(ProduceCtx::default())
+        .create_with_context(ProducerCtx::default())
         .context("creating the Kafka producer")?;
     let mut report = ProduceReport::default();
+    let mut undelivered = Undelivered::default();
     let mut last_progress = Instant::now();
     let mut lines = Lines::new(input);
     let mut n = 0u64;
@@ -65,7 +62,9 @@ pub fn produce_lines(brokers: &str, input: impl BufRead) -> anyhow::Result<Produ
                 .and_then(|c| c.contact_id)
         });
         let sent = loop {
-            let mut record = BaseRecord::to(&rec.topic).payload(rec.payload.as_ref());
+            // The line number comes back with the delivery report.
+            let mut record = BaseRecord::with_opaque_to(&rec.topic, Box::new((0, n)))
+                .payload(rec.payload.as_ref());
             if let Some(k) = &key {
                 record = record.key(k.as_str());
             }
@@ -88,6 +87,7 @@ pub fn produce_lines(brokers: &str, input: impl BufRead) -> anyhow::Result<Produ
         }
         report.produced += 1;
         producer.poll(Duration::ZERO);
+        undelivered.count(&producer);
         if last_progress.elapsed() >= Duration::from_secs(5) {
             last_progress = Instant::now();
             eprintln!("produce: {} records", report.produced);
@@ -96,53 +96,35 @@ pub fn produce_lines(brokers: &str, input: impl BufRead) -> anyhow::Result<Produ
     producer
         .flush(Duration::from_secs(60))
         .context("waiting for the broker to acknowledge")?;
-    let failed = producer.context().failed();
-    if let Some((count, first)) = failed {
+    undelivered.count(&producer);
+    if let Some((line, e)) = undelivered.first {
         anyhow::bail!(
-            "{count} of {} records were not delivered (the first: {first})",
+            "{} of {} records were not delivered (the first: line {line}: {e})",
+            undelivered.records,
             report.produced
         );
     }
     Ok(report)
 }
 
-/// The producer's callbacks: librdkafka's log and errors, and the records
-/// the broker did not take, so that none is lost without a word.
+/// Records the broker did not take, so that none is lost without a word.
 #[derive(Default)]
-struct ProduceCtx {
-    quiet: Throttle,
-    /// Records not delivered, and the first one's error.
-    failed: Mutex<(u64, Option<String>)>,
+struct Undelivered {
+    records: u64,
+    /// The first one's line and error.
+    first: Option<(u64, String)>,
+    acks: Vec<Delivery>,
 }
 
-impl ProduceCtx {
-    fn failed(&self) -> Option<(u64, String)> {
-        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-        match &*failed {
-            (0, _) => None,
-            (n, first) => Some((*n, first.clone().unwrap_or_default())),
-        }
-    }
-}
-
-impl ClientContext for ProduceCtx {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        log_librdkafka(level, fac, log_message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        client_error(&self.quiet, &error, reason);
-    }
-}
-
-impl ProducerContext for ProduceCtx {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
-        if let Err((e, _)) = result {
-            let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-            failed.0 += 1;
-            failed.1.get_or_insert_with(|| e.to_string());
+impl Undelivered {
+    /// Takes the delivery reports the producer has served.
+    fn count(&mut self, producer: &BaseProducer<ProducerCtx>) {
+        producer.context().take_acks(&mut self.acks);
+        for ((_, line), outcome) in self.acks.drain(..) {
+            if let Err(e) = outcome {
+                self.records += 1;
+                self.first.get_or_insert((line, e));
+            }
         }
     }
 }
