@@ -302,7 +302,7 @@ fn run_service(args: &RunArgs) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
-    report_io(crate::service::serve(config, rules, args.idle_exit, |_, _| {}).map(|_| ()))
+    report_io(crate::service::serve(config, rules, args.idle_exit, |_, _| Vec::new()).map(|_| ()))
 }
 
 fn produce(args: &ProduceArgs) -> anyhow::Result<()> {

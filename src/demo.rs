@@ -53,17 +53,18 @@ pub fn run(args: &DemoArgs) -> ExitCode {
     );
     let result = serve(config, rules, None, move |brokers, stop| {
         let (b1, b2, s1, s2) = (brokers.to_string(), brokers.to_string(), stop.clone(), stop);
-        std::thread::spawn(move || {
+        let traffic = std::thread::spawn(move || {
             if let Err(e) = visitors(&b1, contacts, rate, speed, duration, &s1) {
                 eprintln!("demo traffic: {e:#}");
             }
             s1.store(true, Ordering::Relaxed);
         });
-        std::thread::spawn(move || {
+        let printer = std::thread::spawn(move || {
             if let Err(e) = print_changes(&b2, &output_topic, &s2) {
                 eprintln!("demo printer: {e:#}");
             }
         });
+        vec![traffic, printer]
     });
     if temporary {
         let _ = std::fs::remove_dir_all(&state_dir);

@@ -99,12 +99,14 @@ pub fn processor_settings(config: &Config) -> ProcessorSettings {
 /// stops on SIGTERM/SIGINT (or after `idle_exit` without input), and runs
 /// the service on a blocking thread of a tokio runtime. `on_start` gets the
 /// bootstrap servers once known and the stop flag (demo feeds traffic and
-/// stops the service with them).
+/// stops the service with them); the threads it returns are told to stop
+/// and joined once the service has, before the embedded broker goes, so
+/// that their Kafka clients close while it still answers.
 pub fn serve(
     config: Config,
     rules: RuleSet,
     idle_exit: Option<Duration>,
-    on_start: impl FnOnce(&str, Arc<AtomicBool>),
+    on_start: impl FnOnce(&str, Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>>,
 ) -> anyhow::Result<RunReport> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -128,12 +130,18 @@ pub fn serve(
     let brokers = embedded
         .as_ref()
         .map_or(config.kafka.brokers.clone(), |b| b.bootstrap().to_string());
-    on_start(&brokers, stop.clone());
+    let helpers = on_start(&brokers, stop.clone());
+    let stopped = stop.clone();
     let report = runtime.block_on(async move {
         tokio::task::spawn_blocking(move || run(&config, rules, &brokers, &stop, idle_exit, shared))
             .await
             .context("the processing thread panicked")?
     });
+    stopped.store(true, Ordering::Relaxed);
+    for helper in helpers {
+        // A helper that panicked has said so on stderr; the service's report stands.
+        let _ = helper.join();
+    }
     drop(embedded);
     report
 }
