@@ -50,6 +50,11 @@ pub struct Sink {
 /// How long publishing pauses after a failed delivery.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
+/// A refusal's kind for the log throttle: the topic and the error.
+fn refusal(topic: &str, e: &dyn std::fmt::Display) -> String {
+    format!("{topic}: {e}")
+}
+
 impl Sink {
     pub fn new(producer: BaseProducer<ProducerCtx>) -> Self {
         Sink {
@@ -119,7 +124,7 @@ impl Sink {
                     // kept in the store's outbox, tried again on the next start.
                     self.known.remove(&(partition, seq));
                     self.stats.failures += 1;
-                    if let Some(more) = self.quiet.admit(&format!("{}: {e}", entry.topic)) {
+                    if let Some(more) = self.quiet.admit(&refusal(&entry.topic, &e)) {
                         error!(partition, seq, topic = %entry.topic, "cannot publish: {e}{more}");
                     }
                 }
@@ -139,7 +144,7 @@ impl Sink {
     /// what waits (the caller puts it back).
     fn failed(&mut self, partition: u32, seq: u64, topic: &str, e: &dyn std::fmt::Display) {
         self.stats.failures += 1;
-        if let Some(more) = self.quiet.admit(&format!("{topic}: {e}")) {
+        if let Some(more) = self.quiet.admit(&refusal(topic, e)) {
             warn!(
                 partition,
                 seq, topic, "publish failed, sending again: {e}{more}"
