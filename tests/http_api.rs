@@ -148,6 +148,15 @@ fn request_json(s: &Server, method: &str, path: &str) -> (u16, Value) {
     (status, value)
 }
 
+/// Asserts that `method path` is answered with `status` and a JSON error
+/// whose text contains `says`.
+fn assert_error(s: &Server, method: &str, path: &str, status: u16, says: &str) {
+    let (got, v) = request_json(s, method, path);
+    assert_eq!(got, status, "{method} {path}: {v}");
+    let text = v["error"].as_str().unwrap_or_else(|| panic!("{path}: {v}"));
+    assert!(text.contains(says), "{method} {path}: {v}");
+}
+
 fn close(actual: &Value, expected: f64) {
     let a = actual
         .as_f64()
@@ -223,34 +232,28 @@ fn the_model_filter_keeps_the_named_models_and_refuses_unknown_ones() {
     let (status, v) = get_json(&s, "/v1/contacts/c-1?model=beta,alpha");
     assert_eq!(status, 200);
     assert_eq!(v["models"].as_array().unwrap().len(), 2);
-    let (status, v) = get_json(&s, "/v1/contacts/c-1?model=gamma");
-    assert_eq!(status, 400);
-    assert!(v["error"].as_str().unwrap().contains("gamma"), "{v}");
+    assert_error(&s, "GET", "/v1/contacts/c-1?model=gamma", 400, "gamma");
 }
 
 #[test]
 fn an_unknown_contact_or_path_is_a_json_404() {
     let s = server();
-    let (status, v) = get_json(&s, "/v1/contacts/c-404");
-    assert_eq!(status, 404);
-    assert!(v["error"].as_str().unwrap().contains("c-404"), "{v}");
-    let (status, v) = get_json(&s, "/v2/nothing");
-    assert_eq!(status, 404);
-    assert!(v["error"].is_string(), "{v}");
+    assert_error(&s, "GET", "/v1/contacts/c-404", 404, "c-404");
+    assert_error(&s, "GET", "/v2/nothing", 404, "");
 }
 
 #[test]
 fn a_malformed_request_is_told_in_json_too() {
     let s = server();
-    let (status, v) = get_json(&s, "/v1/contacts/%FF%FE");
-    assert_eq!(status, 400);
-    assert!(v["error"].as_str().unwrap().contains("UTF-8"), "{v}");
-    let (status, v) = get_json(&s, "/v1/contacts/c-1?model=a&model=b");
-    assert_eq!(status, 400);
-    assert!(v["error"].as_str().unwrap().contains("duplicate"), "{v}");
-    let (status, v) = request_json(&s, "POST", "/v1/contacts/c-1");
-    assert_eq!(status, 405);
-    assert!(v["error"].is_string(), "{v}");
+    assert_error(&s, "GET", "/v1/contacts/%FF%FE", 400, "UTF-8");
+    assert_error(
+        &s,
+        "GET",
+        "/v1/contacts/c-1?model=a&model=b",
+        400,
+        "duplicate",
+    );
+    assert_error(&s, "POST", "/v1/contacts/c-1", 405, "");
 }
 
 #[test]
