@@ -4,6 +4,7 @@ use compact_str::CompactString;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use super::inline::compact;
 use super::wire::{decode_wire, EventWire};
 use super::{ContactId, EmailAction, Event, EventBody, EventId, EventKind, FieldValue};
 use crate::time::EventTime;
@@ -145,22 +146,13 @@ fn string_field(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, 
 
 /// The field's text, inline when short: the decoded `String` is freed here
 /// rather than when the event is, which keeps allocation local to one line.
-fn required(value: Option<String>, field: &str) -> Result<CompactString, DecodeError> {
-    value
-        .map(CompactString::from)
-        .ok_or_else(|| DecodeError::schema(field, "is required"))
-}
-
 fn optional(value: Option<String>) -> Option<CompactString> {
-    value.map(CompactString::from)
+    value.map(compact)
 }
 
-fn bounded(
-    value: Option<String>,
-    field: &str,
-    max_chars: usize,
-) -> Result<CompactString, DecodeError> {
-    let value = required(value, field)?;
+/// Checks a required id: present, 1 to `max_chars` characters.
+fn check_bounded(value: Option<&str>, field: &str, max_chars: usize) -> Result<(), DecodeError> {
+    let value = value.ok_or_else(|| DecodeError::schema(field, "is required"))?;
     // Up to `max_chars` bytes cannot be more characters: count only past that.
     let too_long = value.len() > max_chars && value.chars().count() > max_chars;
     if value.is_empty() || too_long {
@@ -170,48 +162,75 @@ fn bounded(
             format!("must be 1 to {max_chars} characters, got {chars}"),
         ));
     }
-    Ok(value)
+    Ok(())
 }
 
+/// A required field's text, still as decoded.
+fn present(value: Option<String>, field: &str) -> Result<String, DecodeError> {
+    value.ok_or_else(|| DecodeError::schema(field, "is required"))
+}
+
+/// Every check comes first, on the decoded text where it lies; the event is
+/// then built in one go, each text made inline where it will stay (a short
+/// text built and then moved is read back before its bytes have left the
+/// store buffer: a stall on every field).
 fn validate(kind: EventKind, w: &mut EventWire) -> Result<Event, DecodeError> {
-    let id = bounded(w.event_id.take(), "event_id", 128)?;
-    let contact = bounded(w.contact_id.take(), "contact_id", 256)?;
-    let occurred_text = required(w.occurred_at.take(), "occurred_at")?;
-    let occurred_at = EventTime::parse_rfc3339(&occurred_text).ok_or_else(|| {
+    check_bounded(w.event_id.as_deref(), "event_id", 128)?;
+    check_bounded(w.contact_id.as_deref(), "contact_id", 256)?;
+    let occurred_text = w
+        .occurred_at
+        .as_deref()
+        .ok_or_else(|| DecodeError::schema("occurred_at", "is required"))?;
+    let occurred_at = EventTime::parse_rfc3339(occurred_text).ok_or_else(|| {
         DecodeError::schema(
             "occurred_at",
             format!("`{occurred_text}` is not an RFC 3339 timestamp with offset"),
         )
     })?;
     let body = match kind {
-        EventKind::PageVisit => EventBody::PageVisit {
-            url: required(w.url.take(), "url")?,
-            referrer: optional(w.referrer.take()),
-            title: optional(w.title.take()),
-        },
-        EventKind::Email => EventBody::Email {
-            email_id: required(w.email_id.take(), "email_id")?,
-            action: email_action(w.action.as_deref())?,
-            link_url: optional(w.link_url.take()),
-        },
-        EventKind::Form => EventBody::Form {
-            form_id: required(w.form_id.take(), "form_id")?,
-            fields: form_fields(w.fields.take())?,
-        },
-        EventKind::Purchase => EventBody::Purchase {
-            product_id: required(w.product_id.take(), "product_id")?,
-            amount: match w.amount {
+        EventKind::PageVisit => {
+            let url = present(w.url.take(), "url")?;
+            EventBody::PageVisit {
+                url: compact(url),
+                referrer: optional(w.referrer.take()),
+                title: optional(w.title.take()),
+            }
+        }
+        EventKind::Email => {
+            let email_id = present(w.email_id.take(), "email_id")?;
+            let action = email_action(w.action.as_deref())?;
+            EventBody::Email {
+                email_id: compact(email_id),
+                action,
+                link_url: optional(w.link_url.take()),
+            }
+        }
+        EventKind::Form => {
+            let form_id = present(w.form_id.take(), "form_id")?;
+            let fields = form_fields(w.fields.take())?;
+            EventBody::Form {
+                form_id: compact(form_id),
+                fields,
+            }
+        }
+        EventKind::Purchase => {
+            let product_id = present(w.product_id.take(), "product_id")?;
+            let amount = match w.amount {
                 Some(a) if a.is_nan() || a < 0.0 || a.is_infinite() => {
                     return Err(DecodeError::schema("amount", "must be a number ≥ 0"))
                 }
                 other => other,
-            },
-            currency: optional(w.currency.take()),
-        },
+            };
+            EventBody::Purchase {
+                product_id: compact(product_id),
+                amount,
+                currency: optional(w.currency.take()),
+            }
+        }
     };
     Ok(Event {
-        id: EventId(id),
-        contact: ContactId(contact),
+        id: EventId(compact(w.event_id.take().unwrap_or_default())),
+        contact: ContactId(compact(w.contact_id.take().unwrap_or_default())),
         occurred_at,
         body,
     })

@@ -1,5 +1,6 @@
 //! The tier-change event we publish (SPEC §5), and its deterministic id.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::time::EventTime;
@@ -8,9 +9,16 @@ use crate::time::EventTime;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Cause {
-    Event { topic: String, event_id: String },
+    /// Inline when short (topic names and event ids mostly are): a tier
+    /// change allocates nothing.
+    Event {
+        topic: CompactString,
+        event_id: CompactString,
+    },
     Decay,
-    Expiry { rule: String },
+    Expiry {
+        rule: CompactString,
+    },
     Inactivity,
 }
 

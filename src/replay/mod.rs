@@ -22,7 +22,7 @@ pub use lines::{write_score_lines, Progress, RejectLine, ReplayStats, ScoreLine}
 use crate::cache::prefetch_bytes;
 use crate::dedupe::RecentIds;
 use crate::event::{decode, DecodeError, Event, TopicMap};
-use crate::scoring::{ContactState, Effects, Engine, TierChange, UrlMatches};
+use crate::scoring::{ContactState, Effects, Engine, UrlMatches};
 use crate::time::EventTime;
 use crate::timer::{DenseIndex, TimerWheel};
 use index::{ContactIndex, LookedUp};
@@ -53,8 +53,10 @@ pub struct Replayer<W: Write> {
     clock: Option<EventTime>,
     fx: Effects,
     polled: Vec<(EventTime, TimerKey)>,
-    /// Tier changes of the batch (contact, change), written at its end.
-    changes: Vec<(u32, TierChange)>,
+    /// Whose the batch's tier changes are: (contact, end of its changes in
+    /// `fx.changes`), in order. The changes stay where the engine put them
+    /// until the batch's end writes them.
+    owners: Vec<(u32, u32)>,
     /// Decoded lines not applied yet (see [`Self::run`]); the first
     /// `batch.len()` of them have been looked up, and `batch_caps` holds,
     /// per line and model, the capped rules it matches.
@@ -79,7 +81,7 @@ impl<W: Write> Replayer<W> {
             clock: None,
             fx: Effects::default(),
             polled: Vec::new(),
-            changes: Vec::new(),
+            owners: Vec::new(),
             window: Vec::with_capacity(BATCH + AHEAD),
             batch: Vec::new(),
             batch_caps: Vec::new(),
@@ -156,6 +158,18 @@ impl<W: Write> Replayer<W> {
         for (k, (_, item)) in window.iter().enumerate().skip(held) {
             if let Ok(e) = item {
                 self.batch[k].idx = self.candidate(self.batch[k].digest, &e.contact.0);
+            }
+        }
+        // Stage 0 below prefetches one slot an event. A slot's page is
+        // rarely in the TLB, and a prefetch that misses it holds retirement
+        // up for the whole page walk (a nested one on a virtual machine), one
+        // walk after another. Touched here back to back, the new lines'
+        // slots and timer entries have their walks overlap instead, and
+        // stage 0 then finds their pages' translations cached.
+        for line in &self.batch[held..] {
+            if let Some(slot) = self.contacts.get(line.idx as usize) {
+                crate::cache::prefetch(slot as *const Slot);
+                self.wheel.prefetch_entry(&(line.idx, 0));
             }
         }
         // Software pipeline: while event i is applied, the slot of event
@@ -248,7 +262,7 @@ impl<W: Write> Replayer<W> {
             return Ok(());
         }
         self.stats.events += 1;
-        self.fx.clear();
+        self.fx.timers.clear();
         self.engine
             .apply_matched(&mut slot.state, event, urls, topic, now, &mut self.fx);
         self.stats.timer_updates += self.fx.timers.len() as u64;
@@ -318,7 +332,7 @@ impl<W: Write> Replayer<W> {
         self.due.extend(self.polled.drain(..).map(Reverse));
         while let Some(Reverse((at, key))) = self.due.pop() {
             self.stats.timers_fired += 1;
-            self.fx.clear();
+            self.fx.timers.clear();
             let state = &mut self.contacts[key.0 as usize].state;
             self.engine.fire(state, key.1 as usize, at, &mut self.fx);
             for t in &self.fx.timers {
@@ -338,21 +352,30 @@ impl<W: Write> Replayer<W> {
 
     /// Queues the step's tier changes; [`Self::flush_changes`] writes them.
     fn emit(&mut self, idx: u32) {
-        self.stats.changes += self.fx.changes.len() as u64;
-        self.changes
-            .extend(self.fx.changes.drain(..).map(|c| (idx, c)));
+        let end = self.fx.changes.len() as u32;
+        let start = self.owners.last().map_or(0, |&(_, end)| end);
+        if end > start {
+            self.stats.changes += u64::from(end - start);
+            self.owners.push((idx, end));
+        }
     }
 
     /// Writes the queued tier changes, in the order they happened. Done once
     /// a batch, as a stage of its own (the output code stays in cache).
     fn flush_changes(&mut self) -> io::Result<()> {
-        for (idx, change) in self.changes.drain(..) {
+        let mut start = 0;
+        for &(idx, end) in &self.owners {
             let contact = &self.contacts[idx as usize].name;
-            self.engine
-                .published(contact, &change)
-                .write_json(&mut self.out, None)?;
-            self.out.write_all(b"\n")?;
+            for change in &self.fx.changes[start..end as usize] {
+                self.engine
+                    .published(contact, change)
+                    .write_json(&mut self.out, None)?;
+                self.out.write_all(b"\n")?;
+            }
+            start = end as usize;
         }
+        self.owners.clear();
+        self.fx.changes.clear();
         Ok(())
     }
 

@@ -289,8 +289,8 @@ impl Engine {
                     previous_score: before[m].0,
                     at: now,
                     cause: Cause::Event {
-                        topic: topic.to_string(),
-                        event_id: event.id.0.to_string(),
+                        topic: topic.into(),
+                        event_id: event.id.0.clone(),
                     },
                 });
                 ms.tier = to as u32;
@@ -364,7 +364,7 @@ impl Engine {
                 PredictedCause::Decay | PredictedCause::Recheck => Cause::Decay,
                 PredictedCause::Inactivity => Cause::Inactivity,
                 PredictedCause::Expiry { rule } => Cause::Expiry {
-                    rule: model.engagement_rules[rule as usize].id.clone(),
+                    rule: model.engagement_rules[rule as usize].id.as_str().into(),
                 },
             };
             fx.changes.push(TierChange {

@@ -130,7 +130,7 @@ pub fn latency(brokers: &str, input: &str, output: &str, pace: Pace) -> anyhow::
                     Ok(TierChanged {
                         cause: Cause::Event { event_id, .. },
                         ..
-                    }) => event_id,
+                    }) => event_id.into(),
                     Ok(_) => continue,
                     Err(_) => match serde_json::from_slice::<serde_json::Value>(payload) {
                         Ok(v) => v["event_id"].as_str().unwrap_or_default().to_string(),

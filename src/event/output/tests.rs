@@ -30,12 +30,14 @@ fn ids_are_stable_and_distinguish_causes() {
             (
                 Cause::Event {
                     topic: "page-visits".into(),
-                    event_id: long.clone(),
+                    event_id: long.as_str().into(),
                 },
                 &[b"event", b"page-visits", long.as_bytes()],
             ),
             (
-                Cause::Expiry { rule: long.clone() },
+                Cause::Expiry {
+                    rule: long.as_str().into(),
+                },
                 &[b"expiry", long.as_bytes()],
             ),
             (Cause::Inactivity, &[b"inactivity"]),
@@ -108,9 +110,9 @@ proptest::proptest! {
         emitted in proptest::prelude::any::<bool>(),
     ) {
         let cause = match cause_kind {
-            0 => Cause::Event { topic: strings[7].clone(), event_id: strings[8].clone() },
+            0 => Cause::Event { topic: strings[7].as_str().into(), event_id: strings[8].as_str().into() },
             1 => Cause::Decay,
-            2 => Cause::Expiry { rule: strings[7].clone() },
+            2 => Cause::Expiry { rule: strings[7].as_str().into() },
             _ => Cause::Inactivity,
         };
         let score = if score.is_finite() { score } else { 0.5 };
@@ -140,7 +142,7 @@ fn long_lines_with_escapes_are_serdes() {
     for n in [100, 250, 251, 600] {
         let long = "a\"é\u{1}".repeat(n);
         let cause = Cause::Event {
-            topic: long.clone(),
+            topic: long.as_str().into(),
             event_id: "e".into(),
         };
         let event = TierChanged {
