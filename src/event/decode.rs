@@ -72,21 +72,28 @@ pub fn decode(kind: EventKind, key: Option<&[u8]>, payload: &[u8]) -> Result<Eve
             size: payload.len(),
         });
     }
-    let mut wire = match decode_wire(payload) {
+    // The wire struct is used where it lies, and the event is built where
+    // it is returned: neither is moved (see `validate`).
+    let mut decoded = decode_wire(payload);
+    let mut slow;
+    let wire = match &mut decoded {
         Ok(wire) => wire,
-        Err(e) if e.is_data() => wire_from_value(kind, payload)?,
+        Err(e) if e.is_data() => {
+            slow = wire_from_value(kind, payload)?;
+            &mut slow
+        }
         Err(e) => return Err(DecodeError::InvalidJson(e.to_string())),
     };
     let other_key = key.filter(|k| wire.contact_id.as_deref().map(str::as_bytes) != Some(*k));
-    // Fields are taken out of the wire struct, not the struct moved around.
-    let event = validate(kind, &mut wire)?;
-    match other_key {
-        Some(key) => Err(DecodeError::KeyMismatch {
+    if let Some(key) = other_key {
+        let contact_id = wire.contact_id.clone().unwrap_or_default();
+        validate(kind, wire)?;
+        return Err(DecodeError::KeyMismatch {
             key: String::from_utf8_lossy(key).into_owned(),
-            contact_id: event.contact.0.into(),
-        }),
-        None => Ok(event),
+            contact_id,
+        });
     }
+    validate(kind, wire)
 }
 
 /// Slow path, taken only when the typed decode failed on a value's type: finds
@@ -144,15 +151,11 @@ fn string_field(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, 
     }
 }
 
-/// The field's text, inline when short: the decoded `String` is freed here
-/// rather than when the event is, which keeps allocation local to one line.
-fn optional(value: Option<String>) -> Option<CompactString> {
-    value.map(compact)
-}
-
 /// Checks a required id: present, 1 to `max_chars` characters.
 fn check_bounded(value: Option<&str>, field: &str, max_chars: usize) -> Result<(), DecodeError> {
-    let value = value.ok_or_else(|| DecodeError::schema(field, "is required"))?;
+    let Some(value) = value else {
+        return Err(DecodeError::schema(field, "is required"));
+    };
     // Up to `max_chars` bytes cannot be more characters: count only past that.
     let too_long = value.len() > max_chars && value.chars().count() > max_chars;
     if value.is_empty() || too_long {
@@ -165,9 +168,11 @@ fn check_bounded(value: Option<&str>, field: &str, max_chars: usize) -> Result<(
     Ok(())
 }
 
-/// A required field's text, still as decoded.
-fn present(value: Option<String>, field: &str) -> Result<String, DecodeError> {
-    value.ok_or_else(|| DecodeError::schema(field, "is required"))
+fn required(value: &Option<String>, field: &str) -> Result<(), DecodeError> {
+    match value {
+        Some(_) => Ok(()),
+        None => Err(DecodeError::schema(field, "is required")),
+    }
 }
 
 /// Every check comes first, on the decoded text where it lies; the event is
@@ -187,52 +192,54 @@ fn validate(kind: EventKind, w: &mut EventWire) -> Result<Event, DecodeError> {
             format!("`{occurred_text}` is not an RFC 3339 timestamp with offset"),
         )
     })?;
-    let body = match kind {
-        EventKind::PageVisit => {
-            let url = present(w.url.take(), "url")?;
-            EventBody::PageVisit {
-                url: compact(url),
-                referrer: optional(w.referrer.take()),
-                title: optional(w.title.take()),
-            }
-        }
+    let mut action = EmailAction::Click;
+    let mut fields = Vec::new();
+    match kind {
+        EventKind::PageVisit => required(&w.url, "url")?,
         EventKind::Email => {
-            let email_id = present(w.email_id.take(), "email_id")?;
-            let action = email_action(w.action.as_deref())?;
-            EventBody::Email {
-                email_id: compact(email_id),
-                action,
-                link_url: optional(w.link_url.take()),
-            }
+            required(&w.email_id, "email_id")?;
+            action = email_action(w.action.as_deref())?;
         }
         EventKind::Form => {
-            let form_id = present(w.form_id.take(), "form_id")?;
-            let fields = form_fields(w.fields.take())?;
-            EventBody::Form {
-                form_id: compact(form_id),
-                fields,
-            }
+            required(&w.form_id, "form_id")?;
+            fields = form_fields(w.fields.take())?;
         }
         EventKind::Purchase => {
-            let product_id = present(w.product_id.take(), "product_id")?;
-            let amount = match w.amount {
-                Some(a) if a.is_nan() || a < 0.0 || a.is_infinite() => {
-                    return Err(DecodeError::schema("amount", "must be a number ≥ 0"))
-                }
-                other => other,
-            };
-            EventBody::Purchase {
-                product_id: compact(product_id),
-                amount,
-                currency: optional(w.currency.take()),
+            required(&w.product_id, "product_id")?;
+            if w.amount
+                .is_some_and(|a| a.is_nan() || a < 0.0 || a.is_infinite())
+            {
+                return Err(DecodeError::schema("amount", "must be a number ≥ 0"));
             }
         }
-    };
+    }
+    let text = |field: &mut Option<String>| compact(field.take().unwrap_or_default());
+    let optional = |field: &mut Option<String>| field.take().map(compact);
     Ok(Event {
-        id: EventId(compact(w.event_id.take().unwrap_or_default())),
-        contact: ContactId(compact(w.contact_id.take().unwrap_or_default())),
+        id: EventId(text(&mut w.event_id)),
+        contact: ContactId(text(&mut w.contact_id)),
         occurred_at,
-        body,
+        body: match kind {
+            EventKind::PageVisit => EventBody::PageVisit {
+                url: text(&mut w.url),
+                referrer: optional(&mut w.referrer),
+                title: optional(&mut w.title),
+            },
+            EventKind::Email => EventBody::Email {
+                email_id: text(&mut w.email_id),
+                action,
+                link_url: optional(&mut w.link_url),
+            },
+            EventKind::Form => EventBody::Form {
+                form_id: text(&mut w.form_id),
+                fields,
+            },
+            EventKind::Purchase => EventBody::Purchase {
+                product_id: text(&mut w.product_id),
+                amount: w.amount,
+                currency: optional(&mut w.currency),
+            },
+        },
     })
 }
 
@@ -335,6 +342,13 @@ mod tests {
         let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(MAX_PAYLOAD_BYTES));
         assert_eq!(page(&big).unwrap_err().reason(), "payload_too_large");
         let mismatch = decode(EventKind::PageVisit, Some(b"c2"), OK.as_bytes()).unwrap_err();
+        assert_eq!(
+            mismatch,
+            DecodeError::KeyMismatch {
+                key: "c2".into(),
+                contact_id: "c1".into()
+            }
+        );
         assert_eq!(mismatch.reason(), "key_mismatch");
         assert!(decode(EventKind::PageVisit, Some(b"c1"), OK.as_bytes()).is_ok());
         let no_url = r#"{"event_id":"e1","contact_id":"c1","occurred_at":"2026-03-03T10:00:00Z"}"#;
