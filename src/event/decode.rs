@@ -4,7 +4,6 @@ use compact_str::CompactString;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use super::inline::compact;
 use super::wire::{decode_wire, EventWire};
 use super::{ContactId, EmailAction, Event, EventBody, EventId, EventKind, FieldValue};
 use crate::time::EventTime;
@@ -213,8 +212,8 @@ fn validate(kind: EventKind, w: &mut EventWire) -> Result<Event, DecodeError> {
             }
         }
     }
-    let text = |field: &mut Option<String>| compact(field.take().unwrap_or_default());
-    let optional = |field: &mut Option<String>| field.take().map(compact);
+    let text = |field: &mut Option<String>| field.take().unwrap_or_default().into();
+    let optional = |field: &mut Option<String>| field.take().map(CompactString::from);
     Ok(Event {
         id: EventId(text(&mut w.event_id)),
         contact: ContactId(text(&mut w.contact_id)),

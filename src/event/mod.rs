@@ -6,7 +6,6 @@
 //! Depends on serde/serde_json/chrono only — no Kafka, no storage.
 
 mod decode;
-mod inline;
 pub mod output;
 pub mod wire;
 
