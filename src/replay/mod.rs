@@ -188,7 +188,8 @@ impl<W: Write> Replayer<W> {
         } else {
             window.len().saturating_sub(AHEAD)
         };
-        for (i, (line_no, item)) in window.drain(..end).enumerate() {
+        // Read where they lie: a decoded line moved out would be copied.
+        for (i, (line_no, item)) in window[..end].iter().enumerate() {
             for stage in 0..STAGES {
                 self.prefetch_stage(stage, i + AHEAD - stage * STEP);
             }
@@ -197,14 +198,15 @@ impl<W: Write> Replayer<W> {
                 Ok(event) => {
                     let line = self.batch[i];
                     let idx = self.confirm(line.idx, line.digest, &event.contact.0);
-                    self.apply(idx, &event, line.urls)?
+                    self.apply(idx, event, line.urls)?
                 }
                 Err(e) => {
                     self.stats.rejected += 1;
-                    write_reject(rejects, line_no, &e)?;
+                    write_reject(rejects, *line_no, e)?;
                 }
             }
         }
+        window.drain(..end);
         self.window = window;
         self.batch.drain(..end);
         self.batch_caps.drain(..end * models);
