@@ -172,6 +172,10 @@ fn parse_common(b: &[u8]) -> Option<EventTime> {
         }
     }
     let (ms, rest) = match &b[19..] {
+        // Milliseconds and `Z`, as producers mostly write them.
+        &[b'.', d1, d2, d3, b'Z'] if d3.is_ascii_digit() => {
+            (digit_pair(d1, d2)? * 10 + i64::from(d3 - b'0'), &b"Z"[..])
+        }
         [b'.', frac @ ..] => {
             // Milliseconds: the first three digits, the rest truncated.
             let (mut ms, mut scale, mut digits) = (0, 100, 0);
@@ -236,6 +240,12 @@ mod tests {
         assert_eq!(z, off);
         let fine = EventTime::parse_rfc3339("2026-03-03T10:00:00.123456789Z").unwrap();
         assert_eq!(fine.millis() - z.millis(), 123);
+        let ms = EventTime::parse_rfc3339("2026-03-03T10:00:00.045Z").unwrap();
+        assert_eq!(ms.millis() - z.millis(), 45);
+        for bad in [".04xZ", ".x45Z", ".4x5Z", ".045z0", ".Z"] {
+            let text = format!("2026-03-03T10:00:00{bad}");
+            assert_eq!(EventTime::parse_rfc3339(&text), None, "{text}");
+        }
     }
 
     /// The hand parser against chrono on many valid and invalid shapes.
