@@ -142,7 +142,9 @@ impl Items {
             Items::List(list) => {
                 let at = found.unwrap_or_else(|| {
                     if list.capacity() == 0 {
-                        list.reserve_exact(1);
+                        // Room for a second item: most lists that get one
+                        // get two, and growing into it is a `realloc`.
+                        list.reserve_exact(2);
                     }
                     list.push((item.into(), ItemTimes::new()));
                     list.len() - 1
