@@ -150,11 +150,14 @@ fn string_field(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, 
     }
 }
 
+/// A required field's text, or the error that names it.
+fn required<'a>(value: Option<&'a str>, field: &str) -> Result<&'a str, DecodeError> {
+    value.ok_or_else(|| DecodeError::schema(field, "is required"))
+}
+
 /// Checks a required id: present, 1 to `max_chars` characters.
 fn check_bounded(value: Option<&str>, field: &str, max_chars: usize) -> Result<(), DecodeError> {
-    let Some(value) = value else {
-        return Err(DecodeError::schema(field, "is required"));
-    };
+    let value = required(value, field)?;
     // Up to `max_chars` bytes cannot be more characters: count only past that.
     let too_long = value.len() > max_chars && value.chars().count() > max_chars;
     if value.is_empty() || too_long {
@@ -167,13 +170,6 @@ fn check_bounded(value: Option<&str>, field: &str, max_chars: usize) -> Result<(
     Ok(())
 }
 
-fn required(value: &Option<String>, field: &str) -> Result<(), DecodeError> {
-    match value {
-        Some(_) => Ok(()),
-        None => Err(DecodeError::schema(field, "is required")),
-    }
-}
-
 /// Every check comes first, on the decoded text where it lies; the event is
 /// then built in one go, each text made inline where it will stay (a short
 /// text built and then moved is read back before its bytes have left the
@@ -181,10 +177,7 @@ fn required(value: &Option<String>, field: &str) -> Result<(), DecodeError> {
 fn validate(kind: EventKind, w: &mut EventWire) -> Result<Event, DecodeError> {
     check_bounded(w.event_id.as_deref(), "event_id", 128)?;
     check_bounded(w.contact_id.as_deref(), "contact_id", 256)?;
-    let occurred_text = w
-        .occurred_at
-        .as_deref()
-        .ok_or_else(|| DecodeError::schema("occurred_at", "is required"))?;
+    let occurred_text = required(w.occurred_at.as_deref(), "occurred_at")?;
     let occurred_at = EventTime::parse_rfc3339(occurred_text).ok_or_else(|| {
         DecodeError::schema(
             "occurred_at",
@@ -194,17 +187,19 @@ fn validate(kind: EventKind, w: &mut EventWire) -> Result<Event, DecodeError> {
     let mut action = EmailAction::Click;
     let mut fields = Vec::new();
     match kind {
-        EventKind::PageVisit => required(&w.url, "url")?,
+        EventKind::PageVisit => {
+            required(w.url.as_deref(), "url")?;
+        }
         EventKind::Email => {
-            required(&w.email_id, "email_id")?;
+            required(w.email_id.as_deref(), "email_id")?;
             action = email_action(w.action.as_deref())?;
         }
         EventKind::Form => {
-            required(&w.form_id, "form_id")?;
+            required(w.form_id.as_deref(), "form_id")?;
             fields = form_fields(w.fields.take())?;
         }
         EventKind::Purchase => {
-            required(&w.product_id, "product_id")?;
+            required(w.product_id.as_deref(), "product_id")?;
             if w.amount
                 .is_some_and(|a| a.is_nan() || a < 0.0 || a.is_infinite())
             {

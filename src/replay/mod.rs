@@ -162,9 +162,10 @@ impl<W: Write> Replayer<W> {
         }
         // Stage 0 below prefetches one slot an event, and stalled on each
         // slot's first line (5 % of replay's time). The new lines' first
-        // slot lines and timer entries, touched here back to back, have
-        // their misses overlap; stage 0 then finds them in cache or under
-        // way. (Not a TLB effect: huge pages changed nothing here.)
+        // slot lines, and the line of their timer entries (a contact's sit
+        // side by side), touched here back to back, have their misses
+        // overlap; stage 0 then finds them in cache or under way. (Not a
+        // TLB effect: huge pages changed nothing here.)
         for line in &self.batch[held..] {
             if let Some(slot) = self.contacts.get(line.idx as usize) {
                 crate::cache::prefetch(slot as *const Slot);
