@@ -62,25 +62,28 @@ impl EventTime {
             return None;
         }
         let days = self.0.div_euclid(MS_PER_DAY);
-        let ms_of_day = self.0.rem_euclid(MS_PER_DAY);
+        // In range, every part below fits a u32 (and is not negative).
+        let ms_of_day = self.0.rem_euclid(MS_PER_DAY) as u32;
         let (y, m, d) = civil_from_days(days);
         let (h, rest) = (ms_of_day / 3_600_000, ms_of_day % 3_600_000);
         let (min, rest) = (rest / 60_000, rest % 60_000);
         let (sec, ms) = (rest / 1000, rest % 1000);
         let mut b = *b"0000-00-00T00:00:00.000Z";
-        let mut put = |at: usize, width: usize, mut v: i64| {
-            for i in (at..at + width).rev() {
-                b[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
+        // Two digits of `v` (below 100) at `at`.
+        let mut pair = |at: usize, v: u32| {
+            b[at] = b'0' + (v / 10) as u8;
+            b[at + 1] = b'0' + (v % 10) as u8;
         };
-        put(0, 4, y);
-        put(5, 2, m);
-        put(8, 2, d);
-        put(11, 2, h);
-        put(14, 2, min);
-        put(17, 2, sec);
-        put(20, 3, ms);
+        let y = y as u32;
+        pair(0, y / 100);
+        pair(2, y % 100);
+        pair(5, m as u32);
+        pair(8, d as u32);
+        pair(11, h);
+        pair(14, min);
+        pair(17, sec);
+        pair(21, ms % 100);
+        b[20] = b'0' + (ms / 100) as u8;
         Some(b)
     }
 

@@ -112,7 +112,7 @@ impl Published<'_> {
             cause: self.cause,
             emitted_at,
         };
-        event.write_json(out)
+        event.write_line(out, true)
     }
 }
 
@@ -164,11 +164,11 @@ pub fn tier_change_id(
         buf[pos + 8..pos + 8 + p.len()].copy_from_slice(p);
         pos += 8 + p.len();
     }
-    let digest = xxhash_rust::xxh3::xxh3_128(buf);
+    let digest = xxhash_rust::xxh3::xxh3_128(buf).to_be_bytes();
     let mut hex = [0u8; 32];
-    for (i, c) in hex.iter_mut().enumerate() {
-        let nibble = (digest >> (124 - 4 * i)) & 0xf;
-        *c = b"0123456789abcdef"[nibble as usize];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
+        pair[0] = b"0123456789abcdef"[usize::from(byte >> 4)];
+        pair[1] = b"0123456789abcdef"[usize::from(byte & 0xf)];
     }
     hex
 }
@@ -176,78 +176,203 @@ pub fn tier_change_id(
 impl TierChanged<&str, &Cause> {
     /// Writes the event as JSON, byte for byte what serde writes for it,
     /// without serde's per-byte escaping of strings that need none (almost
-    /// all of them: ids, names, times). Each piece of JSON between two
-    /// values is one write.
+    /// all of them: ids, names, times). The line is put together on the
+    /// stack and written in one go.
     pub fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        text(out, b"{\"event_id\":\"", self.event_id)?;
-        text(out, b"\",\"type\":\"", self.kind)?;
-        text(out, b"\",\"contact_id\":\"", self.contact_id)?;
-        text(out, b"\",\"model\":\"", self.model)?;
-        text(out, b"\",\"from_tier\":\"", self.from_tier)?;
-        text(out, b"\",\"to_tier\":\"", self.to_tier)?;
-        text(out, b"\",\"direction\":\"", self.direction)?;
-        out.write_all(b"\",\"score\":")?;
-        serde_json::to_writer(&mut *out, &self.score)?;
-        out.write_all(b",\"previous_score\":")?;
-        serde_json::to_writer(&mut *out, &self.previous_score)?;
-        text(out, b",\"at\":\"", self.at)?;
-        text(out, b"\",\"cause\":{\"kind\":\"", self.cause.name())?;
+        self.write_line(out, false)
+    }
+
+    /// [`Self::write_json`]; `ours` when the event id, type, direction and
+    /// time are the ones [`Published`] makes (hex digits, fixed words, a
+    /// formatted time): they need no escaping, and are not looked at.
+    fn write_line(&self, out: &mut impl std::io::Write, ours: bool) -> std::io::Result<()> {
+        let mut line = Line::default();
+        line.field(b"{\"event_id\":\"", self.event_id, ours);
+        line.field(b"\",\"type\":\"", self.kind, ours);
+        line.text(b"\",\"contact_id\":\"", self.contact_id);
+        line.text(b"\",\"model\":\"", self.model);
+        line.text(b"\",\"from_tier\":\"", self.from_tier);
+        line.text(b"\",\"to_tier\":\"", self.to_tier);
+        line.field(b"\",\"direction\":\"", self.direction, ours);
+        line.put(b"\",\"score\":");
+        line.number(self.score);
+        line.put(b",\"previous_score\":");
+        line.number(self.previous_score);
+        line.field(b",\"at\":\"", self.at, ours);
+        line.field(b"\",\"cause\":{\"kind\":\"", self.cause.name(), true);
         match self.cause {
             Cause::Event { topic, event_id } => {
-                text(out, b"\",\"topic\":\"", topic)?;
-                text(out, b"\",\"event_id\":\"", event_id)?;
+                line.text(b"\",\"topic\":\"", topic);
+                line.text(b"\",\"event_id\":\"", event_id);
             }
-            Cause::Expiry { rule } => text(out, b"\",\"rule\":\"", rule)?,
+            Cause::Expiry { rule } => line.text(b"\",\"rule\":\"", rule),
             Cause::Decay | Cause::Inactivity => {}
         }
-        out.write_all(b"\"}")?;
+        line.put(b"\"}");
         if let Some(emitted_at) = self.emitted_at {
-            text(out, b",\"emitted_at\":\"", emitted_at)?;
-            out.write_all(b"\"")?;
+            line.text(b",\"emitted_at\":\"", emitted_at);
+            line.put(b"\"");
         }
-        out.write_all(b"}")
+        line.put(b"}");
+        out.write_all(line.bytes())
     }
 }
 
-/// `prefix` (the JSON between the last value and this string's contents,
-/// its opening quote included), then the string's contents, escaped as
-/// serde escapes them; the closing quote is the next prefix's.
-fn text(out: &mut impl std::io::Write, prefix: &[u8], value: &str) -> std::io::Result<()> {
-    out.write_all(prefix)?;
-    let bytes = value.as_bytes();
-    if !needs_escape(bytes) {
-        return out.write_all(bytes);
-    }
-    escaped(out, value)
+/// Room on the stack for a usual output line; a longer one moves to the heap.
+const LINE_BYTES: usize = 448;
+
+/// An output line being put together: on the stack while it fits.
+struct Line {
+    stack: [u8; LINE_BYTES],
+    len: usize,
+    /// The whole line once it outgrew the stack.
+    heap: Vec<u8>,
 }
 
-/// The contents of `value` as serde escapes them (without the quotes).
-#[cold]
-fn escaped(out: &mut impl std::io::Write, value: &str) -> std::io::Result<()> {
-    let quoted = serde_json::to_vec(value)?;
-    out.write_all(&quoted[1..quoted.len() - 1])
+impl Default for Line {
+    fn default() -> Self {
+        Line {
+            stack: [0; LINE_BYTES],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+}
+
+impl Line {
+    /// Appends `bytes`; inlined, a constant piece is copied without a call.
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        match self.stack.get_mut(self.len..self.len + bytes.len()) {
+            Some(room) if self.heap.is_empty() => {
+                room.copy_from_slice(bytes);
+                self.len += bytes.len();
+            }
+            _ => self.spill(bytes),
+        }
+    }
+
+    #[cold]
+    fn spill(&mut self, bytes: &[u8]) {
+        if self.heap.is_empty() {
+            self.heap.extend_from_slice(&self.stack[..self.len]);
+        }
+        self.heap.extend_from_slice(bytes);
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.heap.is_empty() {
+            &self.stack[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+
+    /// `prefix` (the JSON between the last value and this string's
+    /// contents, its opening quote included), then the string's contents,
+    /// escaped as serde escapes them; the closing quote is the next prefix's.
+    #[inline(always)]
+    fn text(&mut self, prefix: &[u8], value: &str) {
+        self.put(prefix);
+        if needs_escape(value.as_bytes()) {
+            self.escaped(value);
+        } else {
+            self.put(value.as_bytes());
+        }
+    }
+
+    /// [`Self::text`], of a value known to need no escaping when `plain`.
+    #[inline(always)]
+    fn field(&mut self, prefix: &[u8], value: &str, plain: bool) {
+        debug_assert!(!plain || !needs_escape(value.as_bytes()), "{value:?}");
+        if plain {
+            self.put(prefix);
+            self.put(value.as_bytes());
+        } else {
+            self.text(prefix, value);
+        }
+    }
+
+    /// The contents of `value` as serde escapes them (without the quotes).
+    #[cold]
+    fn escaped(&mut self, value: &str) {
+        let quoted = serde_json::to_vec(value).unwrap_or_default();
+        self.put(&quoted[1..quoted.len() - 1]);
+    }
+
+    /// `x` as serde writes it. A whole number of cents below 10^13 in size
+    /// (as every score published is: see [`round2`]) is written by hand:
+    /// the shortest decimal that reads back as `x` is then its cents, since
+    /// any shorter decimal lies at least a cent away, and doubles that size
+    /// are less than a hundredth apart. Anything else goes to serde.
+    fn number(&mut self, x: f64) {
+        let cents = (x * 100.0).round();
+        if !(cents.abs() < 1e15 && cents / 100.0 == x) {
+            let written = serde_json::to_vec(&x).unwrap_or_default();
+            return self.put(&written);
+        }
+        let cents = cents.abs() as u64;
+        let (whole, frac) = (cents / 100, cents % 100);
+        // Sign, up to 13 digits, the point and two decimals, from the end.
+        let mut buf = [0u8; 17];
+        let mut at = buf.len();
+        let mut push = |b: u8| {
+            at -= 1;
+            buf[at] = b;
+        };
+        match frac {
+            0 => push(b'0'),
+            _ if frac % 10 == 0 => push(b'0' + (frac / 10) as u8),
+            _ => {
+                push(b'0' + (frac % 10) as u8);
+                push(b'0' + (frac / 10) as u8);
+            }
+        }
+        push(b'.');
+        let mut rest = whole;
+        loop {
+            push(b'0' + (rest % 10) as u8);
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if x.is_sign_negative() {
+            push(b'-');
+        }
+        self.put(&buf[at..]);
+    }
 }
 
 /// Whether any byte is one JSON escapes: a control character, `"` or `\\`.
-/// Eight bytes at a time (exact: a word tests positive only if one of its
-/// bytes is such a byte).
+/// Tested eight bytes at a time (exact: a word tests positive only if one
+/// of its bytes is such a byte). The last word overlaps the one before it;
+/// a shorter text is read as two overlapping halves of a word, or as its
+/// first, middle and last bytes padded with spaces.
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
+    let escapes = |w: u64| {
         let below_space = w.wrapping_sub(0x20 * ONES) & !w & HIGH != 0;
-        if below_space || has_zero(w ^ (b'"' as u64 * ONES)) || has_zero(w ^ (b'\\' as u64 * ONES))
-        {
-            return true;
+        below_space || has_zero(w ^ (b'"' as u64 * ONES)) || has_zero(w ^ (b'\\' as u64 * ONES))
+    };
+    let n = bytes.len();
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+    let half = |at: usize| {
+        u64::from(u32::from_le_bytes(
+            bytes[at..at + 4].try_into().unwrap_or_default(),
+        ))
+    };
+    match n {
+        0 => false,
+        1..=3 => {
+            let (a, b, c) = (bytes[0], bytes[n / 2], bytes[n - 1]);
+            escapes(u64::from_le_bytes([a, b, c, b' ', b' ', b' ', b' ', b' ']))
         }
+        4..=7 => escapes(half(0) | half(n - 4) << 32),
+        _ => (0..n / 8).any(|k| escapes(word(8 * k))) || escapes(word(n - 8)),
     }
-    words
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Rounds a score to the two decimals the output carries.

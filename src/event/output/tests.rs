@@ -173,3 +173,86 @@ proptest::proptest! {
         proptest::prop_assert_eq!(needs_escape(&bytes), plain);
     }
 }
+
+proptest::proptest! {
+    /// Scores written by hand (whole numbers of cents, up to 10^13 in size)
+    /// read exactly as serde writes them, and so do those next to them that
+    /// serde writes instead.
+    #[test]
+    fn cents_are_written_as_serde_writes_them(
+        cents in -1_000_000_000_000_000i64..1_000_000_000_000_000,
+        nudge in proptest::prop_oneof![proptest::strategy::Just(0i64), -2i64..3],
+    ) {
+        let x = f64::from_bits(((cents as f64) / 100.0).to_bits().wrapping_add_signed(nudge));
+        let mut line = Line::default();
+        line.number(x);
+        let serdes = serde_json::to_vec(&x).unwrap();
+        proptest::prop_assert_eq!(line.bytes(), serdes.as_slice(), "{}", x);
+    }
+}
+
+#[test]
+fn zeros_and_the_edges_of_hand_written_numbers_are_serdes() {
+    for x in [
+        0.0,
+        -0.0,
+        0.01,
+        -0.01,
+        0.1,
+        1.0,
+        9_999_999_999_999.99,
+        1e13,
+        -1e13,
+        1e15,
+        5e-324,
+    ] {
+        let mut line = Line::default();
+        line.number(x);
+        assert_eq!(line.bytes(), serde_json::to_vec(&x).unwrap(), "{x}");
+    }
+}
+
+/// The published line skips the escape check of what it makes itself
+/// (id, type, direction, time); the names it takes from rules and events
+/// are still escaped, and the whole is what serde writes.
+#[test]
+fn published_lines_are_serdes() {
+    let cause = Cause::Event {
+        topic: "visits\"\u{1}".into(),
+        event_id: "e\\1".into(),
+    };
+    let change = Published {
+        contact: "c\"1",
+        model: "b2b\n",
+        from: "cold\t",
+        to: "warm",
+        up: true,
+        score: 31.999,
+        previous_score: -0.004,
+        at: EventTime::from_millis(1_767_225_600_123),
+        cause: &cause,
+    };
+    for emitted_at in [None, Some("2026-01-01T00:00:00.000Z")] {
+        let mut ours = Vec::new();
+        change.write_json(&mut ours, emitted_at).unwrap();
+        let id = tier_change_id("c\"1", "b2b\n", 1_767_225_600_123, "cold\t", "warm", &cause);
+        let theirs = TierChanged {
+            event_id: std::str::from_utf8(&id).unwrap(),
+            kind: "tier_changed",
+            contact_id: "c\"1",
+            model: "b2b\n",
+            from_tier: "cold\t",
+            to_tier: "warm",
+            direction: "up",
+            score: 32.0,
+            previous_score: 0.0,
+            at: "2026-01-01T00:00:00.123Z",
+            cause: &cause,
+            emitted_at,
+        };
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            serde_json::to_string(&theirs).unwrap()
+        );
+    }
+}
