@@ -21,7 +21,13 @@ pub enum Norm {
 impl Norm {
     pub fn from_text(text: &str) -> Norm {
         let trimmed = text.trim();
-        if !trimmed.is_empty() {
+        // A finite number starts with a digit, a sign or a point (`inf` and
+        // `nan` parse, but not as finite): other text skips the parse.
+        let may_be_number = trimmed
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.'));
+        if may_be_number {
             if let Ok(n) = trimmed.parse::<f64>() {
                 if n.is_finite() {
                     return Norm::Num(n);
@@ -275,5 +281,28 @@ mod tests {
         assert!(FieldCondition::StartsWith(vec!["vp".into()]).holds(text("VP Sales").as_ref()));
         assert!(FieldCondition::Contains(vec!["sales".into()]).holds(text("VP Sales").as_ref()));
         assert!(FieldCondition::Contains(vec!["00".into()]).holds(num(1000.0).as_ref()));
+    }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        /// Text is read as a number exactly when Rust parses it as a finite
+        /// one (the parse is skipped for text that cannot start one).
+        #[test]
+        fn text_is_a_number_when_it_parses_as_a_finite_one(
+            text in proptest::prop_oneof![
+                "[ +\\-.0-9eEinfaINFAtyxr]{0,8}",
+                proptest::prelude::any::<String>(),
+                proptest::sample::select(vec![
+                    "inf", "-inf", "+Infinity", "NaN", " 12 ", "1e5", ".5", "+.5e-3", "-0", "1e400",
+                ]).prop_map(String::from),
+            ]
+        ) {
+            let parsed = text.trim().parse::<f64>().ok().filter(|n| n.is_finite());
+            match Norm::from_text(&text) {
+                Norm::Num(n) => proptest::prop_assert_eq!(Some(n.to_bits()), parsed.map(f64::to_bits)),
+                _ => proptest::prop_assert_eq!(parsed, None),
+            }
+        }
     }
 }
