@@ -26,11 +26,15 @@ pub struct Profile {
 impl Profile {
     #[inline]
     pub fn get(&self, name: &str) -> Option<&ProfileValue> {
-        let i = self
-            .entries
-            .binary_search_by(|e| e.name.as_str().cmp(name))
-            .ok()?;
-        self.entries[i].value.as_ref()
+        // Most profiles hold a few fields: comparing each name for equality
+        // (lengths first) costs less than ordering them in a binary search.
+        let entry = if self.entries.len() <= 8 {
+            self.entries.iter().find(|e| e.name == name)
+        } else {
+            let i = self.entries.binary_search_by(|e| e.name.as_str().cmp(name));
+            i.ok().map(|i| &self.entries[i])
+        };
+        entry?.value.as_ref()
     }
 
     pub fn entries(&self) -> &[ProfileEntry] {
@@ -154,5 +158,22 @@ mod tests {
         p.apply(&[("pet".into(), text("dog"))], t(30));
         p.apply(&[("pet".into(), text(""))], t(40));
         assert!(p.get("pet").is_none());
+    }
+
+    /// A field is found by name whether the profile holds a few fields
+    /// (looked through one by one) or many (searched in name order).
+    #[test]
+    fn fields_are_found_among_few_and_among_many() {
+        let mut p = Profile::default();
+        for n in 0..20 {
+            let name = format!("f{}", (n * 7) % 20);
+            p.apply(&[(name.as_str().into(), text(&name))], t(n));
+            for k in 0..20 {
+                let name = format!("f{k}");
+                let set = (0..=n).any(|m| (m * 7) % 20 == k);
+                assert_eq!(p.get(&name).map(|v| &v.raw), set.then(|| text(&name)).as_ref());
+            }
+            assert!(p.get("f").is_none() && p.get("f200").is_none());
+        }
     }
 }
