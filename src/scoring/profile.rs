@@ -171,7 +171,10 @@ mod tests {
             for k in 0..20 {
                 let name = format!("f{k}");
                 let set = (0..=n).any(|m| (m * 7) % 20 == k);
-                assert_eq!(p.get(&name).map(|v| &v.raw), set.then(|| text(&name)).as_ref());
+                assert_eq!(
+                    p.get(&name).map(|v| &v.raw),
+                    set.then(|| text(&name)).as_ref()
+                );
             }
             assert!(p.get("f").is_none() && p.get("f200").is_none());
         }

@@ -1,8 +1,9 @@
 //! A hierarchical timing wheel in the manner of tokio's: six levels of 64
-//! slots (1 ms … ~2.2 years per rotation), entries in a slab linked into
-//! their slot, O(1) insert and cancel, poll cost proportional to the timers
-//! due plus the slots visited. Timers further out than the top level's range
-//! wait in an ordered overflow set and move in as time approaches.
+//! slots (1 ms … ~2.2 years per rotation), entries in a slab listed by
+//! number in their slot, O(1) insert and cancel, poll cost proportional to
+//! the timers due plus the slots visited. Timers further out than the top
+//! level's range wait in an ordered overflow set and move in as time
+//! approaches.
 
 use std::collections::BTreeSet;
 use std::hash::Hash;
@@ -18,6 +19,8 @@ const LEVELS: usize = 6;
 /// Timers whose tick differs from `elapsed` at or above this bit overflow.
 const RANGE_BITS: u32 = SLOT_BITS * LEVELS as u32;
 pub(super) const NIL: u32 = u32::MAX;
+/// How many entries ahead an expiring slot's walk prefetches.
+const EXPIRE_AHEAD: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Loc {
@@ -35,8 +38,8 @@ enum Loc {
 struct Entry<K> {
     key: Option<K>,
     tick: u64,
-    prev: u32,
-    next: u32,
+    /// Where in its slot's (or the ready) list it is.
+    pos: u32,
     loc: Loc,
 }
 
@@ -48,9 +51,12 @@ pub struct TimerWheel<K, I = HashMap<K, u32>> {
     entries: Vec<Entry<K>>,
     free: Vec<u32>,
     index: I,
-    heads: [[u32; SLOTS]; LEVELS],
+    /// The entries of each slot, by number. A slot's list is read in one
+    /// pass when it expires (its entries' misses overlap, unlike a linked
+    /// list's), and a cancel moves only the list's last entry.
+    slots: [[Vec<u32>; SLOTS]; LEVELS],
     occupied: [u64; LEVELS],
-    ready: u32,
+    ready: Vec<u32>,
     overflow: BTreeSet<(u64, u32)>,
     /// No slot comes due before this tick (0: not known): a poll to an
     /// earlier tick, with nothing ready or overflowing, only moves the clock.
@@ -87,9 +93,9 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
             entries: Vec::new(),
             free: Vec::new(),
             index,
-            heads: [[NIL; SLOTS]; LEVELS],
+            slots: std::array::from_fn(|_| std::array::from_fn(|_| Vec::new())),
             occupied: [0; LEVELS],
-            ready: NIL,
+            ready: Vec::new(),
             overflow: BTreeSet::new(),
             quiet_until: 0,
         }
@@ -130,8 +136,7 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
         let free = Entry {
             key: None,
             tick: 0,
-            prev: NIL,
-            next: NIL,
+            pos: 0,
             loc: Loc::Free,
         };
         let idx = match self.index.fixed_entry(&key) {
@@ -182,7 +187,7 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
     /// apart from returning timers inserted as already due.
     pub fn poll(&mut self, now: EventTime, out: &mut Vec<(EventTime, K)>) {
         let now = tick(now);
-        if now < self.quiet_until && self.ready == NIL && self.overflow.is_empty() {
+        if now < self.quiet_until && self.ready.is_empty() && self.overflow.is_empty() {
             self.elapsed = self.elapsed.max(now);
             return;
         }
@@ -211,7 +216,7 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
 
     /// A lower bound on the next due time (exact for timers within 64 ms).
     pub fn next_due(&self) -> Option<EventTime> {
-        if self.ready != NIL {
+        if !self.ready.is_empty() {
             return Some(time(self.elapsed));
         }
         if let Some((_, _, deadline)) = self.next_expiration() {
@@ -247,46 +252,39 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
         }
     }
 
-    fn head_mut(&mut self, loc: Loc) -> &mut u32 {
+    fn list_mut(&mut self, loc: Loc) -> &mut Vec<u32> {
         match loc {
-            Loc::Slot { level, slot } => &mut self.heads[level as usize][slot as usize],
+            Loc::Slot { level, slot } => &mut self.slots[level as usize][slot as usize],
             _ => &mut self.ready,
         }
     }
 
     fn push_list(&mut self, idx: u32, loc: Loc) {
-        let head = *self.head_mut(loc);
-        if head != NIL {
-            self.entries[head as usize].prev = idx;
-        }
+        let list = self.list_mut(loc);
+        let pos = list.len() as u32;
+        list.push(idx);
         let e = &mut self.entries[idx as usize];
-        e.prev = NIL;
-        e.next = head;
+        e.pos = pos;
         e.loc = loc;
-        *self.head_mut(loc) = idx;
     }
 
     fn unlink(&mut self, idx: u32) {
         let e = &self.entries[idx as usize];
-        let (prev, next, loc, tick) = (e.prev, e.next, e.loc, e.tick);
+        let (pos, loc, tick) = (e.pos as usize, e.loc, e.tick);
         match loc {
             Loc::Overflow => {
                 self.overflow.remove(&(tick, idx));
             }
             Loc::Free => {}
             Loc::Slot { .. } | Loc::Ready => {
-                if prev != NIL {
-                    self.entries[prev as usize].next = next;
-                } else {
-                    *self.head_mut(loc) = next;
+                let list = self.list_mut(loc);
+                list.swap_remove(pos);
+                let (moved, empty) = (list.get(pos).copied(), list.is_empty());
+                if let Some(moved) = moved {
+                    self.entries[moved as usize].pos = pos as u32;
                 }
-                if next != NIL {
-                    self.entries[next as usize].prev = prev;
-                }
-                if let Loc::Slot { level, slot } = loc {
-                    if self.heads[level as usize][slot as usize] == NIL {
-                        self.occupied[level as usize] &= !(1 << slot);
-                    }
+                if let (Loc::Slot { level, slot }, true) = (loc, empty) {
+                    self.occupied[level as usize] &= !(1 << slot);
                 }
             }
         }
@@ -341,25 +339,39 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
         until: u64,
         out: &mut Vec<(EventTime, K)>,
     ) {
-        let mut idx = std::mem::replace(&mut self.heads[level][slot], NIL);
+        let list = std::mem::take(&mut self.slots[level][slot]);
         self.occupied[level] &= !(1 << slot);
-        while idx != NIL {
-            let next = self.entries[idx as usize].next;
+        for k in 0..list.len() {
+            if let Some(&ahead) = list.get(k + EXPIRE_AHEAD) {
+                crate::cache::prefetch(&self.entries[ahead as usize] as *const Entry<K>);
+            }
+            let idx = list[k];
             if self.entries[idx as usize].tick <= until {
                 self.fire(idx, out);
             } else {
                 self.place(idx);
             }
-            idx = next;
+        }
+        self.give_back(level, slot, list);
+    }
+
+    /// Returns an emptied list's room to its slot, unless the slot got a
+    /// list of its own meanwhile.
+    fn give_back(&mut self, level: usize, slot: usize, mut list: Vec<u32>) {
+        list.clear();
+        if self.slots[level][slot].is_empty() {
+            self.slots[level][slot] = list;
         }
     }
 
     fn drain_ready(&mut self, out: &mut Vec<(EventTime, K)>) {
-        let mut idx = std::mem::replace(&mut self.ready, NIL);
-        while idx != NIL {
-            let next = self.entries[idx as usize].next;
+        let mut list = std::mem::take(&mut self.ready);
+        for &idx in &list {
             self.fire(idx, out);
-            idx = next;
+        }
+        list.clear();
+        if self.ready.is_empty() {
+            self.ready = list;
         }
     }
 
