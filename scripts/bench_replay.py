@@ -75,16 +75,17 @@ def main():
     r_wall, r_rss, _ = min(full)
     d_cpu, r_cpu = min(c for _, _, c in decode), min(c for _, _, c in full)
     print(f"file: {main_file} ({args.events:,} events, {args.contacts:,} contacts, {size_mb:.0f} MB)")
-    print(f"decode-only : {args.events / d_wall:>12,.0f} events/s  ({d_wall:.2f} s best of {args.rounds}, peak RSS {d_rss:.0f} MiB)")
-    print(f"replay      : {args.events / r_wall:>12,.0f} events/s  ({r_wall:.2f} s best of {args.rounds}, peak RSS {r_rss:.0f} MiB)")
-    print(f"ratio       : {d_wall / r_wall:.2f} of decode-only throughput (target >= 0.50)")
+    print(f"decode-only : {args.events / d_wall:>12,.0f} events/s  ({d_wall:.3f} s best of {args.rounds}, peak RSS {d_rss:.0f} MiB)")
+    print(f"replay      : {args.events / r_wall:>12,.0f} events/s  ({r_wall:.3f} s best of {args.rounds}, peak RSS {r_rss:.0f} MiB)")
+    # Three decimals: near the target, two would round 0.496 up to 0.50.
+    print(f"ratio       : {d_wall / r_wall:.3f} of decode-only throughput (target >= 0.500)")
     # On a shared machine the CPU time of a pinned run is steadier than its wall time.
-    print(f"by CPU time : {d_cpu / r_cpu:.2f} (user + system, best {d_cpu:.2f} s / {r_cpu:.2f} s)")
+    print(f"by CPU time : {d_cpu / r_cpu:.3f} (user + system, best {d_cpu:.3f} s / {r_cpu:.3f} s)")
     # Each round's two runs are seconds apart and see the same machine: the
     # median of their ratios is less at the mercy of one lucky run.
     paired = [d[0] / r[0] for d, r in zip(decode, full)]
-    print(f"paired      : {statistics.median(paired):.2f} median of the {args.rounds} rounds' ratios "
-          f"(range {min(paired):.2f}-{max(paired):.2f})")
+    print(f"paired      : {statistics.median(paired):.3f} median of the {args.rounds} rounds' ratios "
+          f"(range {min(paired):.3f}-{max(paired):.3f})")
     print("memory vs events per contact (same number of events, fewer contacts):")
     for contacts in (args.contacts, args.contacts // 10, args.contacts // 100):
         path = generate(binary, os.path.join(args.data, f"events-{args.events}-{contacts}.jsonl"), args.events, contacts)
