@@ -377,7 +377,7 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
 
     fn fire(&mut self, idx: u32, out: &mut Vec<(EventTime, K)>) {
         let e = &mut self.entries[idx as usize];
-        let key = e.key.take().expect("a linked entry has a key");
+        let key = e.key.take().expect("a listed entry has a key");
         e.loc = Loc::Free;
         out.push((time(e.tick), key.clone()));
         self.index.remove(&key);
