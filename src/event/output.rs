@@ -296,8 +296,13 @@ impl Line {
     /// The contents of `value` as serde escapes them (without the quotes).
     #[cold]
     fn escaped(&mut self, value: &str) {
+        // Serializing a `str` cannot fail; the quotes are the first and last bytes.
         let quoted = serde_json::to_vec(value).unwrap_or_default();
-        self.put(&quoted[1..quoted.len() - 1]);
+        self.put(
+            quoted
+                .get(1..quoted.len().saturating_sub(1))
+                .unwrap_or_default(),
+        );
     }
 
     /// `x` as serde writes it. A whole number of cents below 10^13 in size
