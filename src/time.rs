@@ -135,9 +135,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// is on the decode path of every event); `None` for anything else, which
 /// then goes to chrono: lower-case separators, leap seconds, errors.
 fn parse_common(b: &[u8]) -> Option<EventTime> {
-    if let Some(t) = LastHour::parse(b) {
-        return Some(t);
-    }
     let head: &[u8; 19] = b.get(..19)?.try_into().ok()?;
     // `YYYY-MM-` and `HH:MM:SS` as words, separators checked and then
     // replaced by '0', so that every byte left must be a digit.
@@ -161,23 +158,35 @@ fn parse_common(b: &[u8]) -> Option<EventTime> {
     if !seps_ok || !digits(date) || !digits(time) {
         return None;
     }
-    let day = digit_pair(head[8], head[9])?;
     let (date, time) = (date - ZEROS, time - ZEROS);
     let digit = |w: u64, i: u32| ((w >> (8 * i)) & 0xff) as i64;
     let two = |w: u64, i: u32| digit(w, i) * 10 + digit(w, i + 1);
-    let y = two(date, 0) * 100 + two(date, 2);
-    let m = two(date, 5);
     let (h, min, sec) = (two(time, 0), two(time, 3), two(time, 6));
-    const MONTH_DAYS: [i64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1..=12).contains(&m) || day < 1 || h > 23 || min > 59 || sec > 59 {
+    if h > 23 || min > 59 || sec > 59 {
         return None;
     }
-    if day > MONTH_DAYS[(m - 1) as usize] {
-        let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-        if !(m == 2 && day == 29 && leap) {
-            return None;
+    // The date and hour (`YYYY-MM-DDTHH`) are checked and counted only
+    // when they are not the last ones seen.
+    let hour_start = match LastHour::start(head) {
+        Some(start) => start,
+        None => {
+            let day = digit_pair(head[8], head[9])?;
+            let (y, m) = (two(date, 0) * 100 + two(date, 2), two(date, 5));
+            const MONTH_DAYS: [i64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+            if !(1..=12).contains(&m) || day < 1 {
+                return None;
+            }
+            if day > MONTH_DAYS[(m - 1) as usize] {
+                let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+                if !(m == 2 && day == 29 && leap) {
+                    return None;
+                }
+            }
+            let start = (days_from_civil(y, m, day) * 86_400 + h * 3600) * 1000;
+            LastHour::remember(head, start);
+            start
         }
-    }
+    };
     let (ms, rest) = match &b[19..] {
         // Milliseconds and `Z`, as producers mostly write them.
         &[b'.', d1, d2, d3, b'Z'] if d3.is_ascii_digit() => {
@@ -214,23 +223,19 @@ fn parse_common(b: &[u8]) -> Option<EventTime> {
         }
         _ => return None,
     };
-    let hour_start = (days_from_civil(y, m, day) * 86_400 + h * 3600) * 1000;
-    let t = hour_start + (min * 60 + sec - offset_min * 60) * 1000 + ms;
-    if b.len() == LastHour::SHAPE.len() && offset_min == 0 {
-        LastHour::remember(b, hour_start);
-    }
-    Some(EventTime(t))
+    Some(EventTime(
+        hour_start + (min * 60 + sec - offset_min * 60) * 1000 + ms,
+    ))
 }
 
-/// The hour of the last `YYYY-MM-DDTHH:MM:SS.mmmZ` timestamp parsed on this
-/// thread. Event times come mostly in order, hundreds an hour: one in the
-/// same hour (same first 13 bytes) needs only its minutes, seconds and
-/// milliseconds read, not the date checked and counted again.
+/// The date and hour (`YYYY-MM-DDTHH`, valid) of the last timestamp parsed
+/// on this thread, with the instant that hour starts before any offset.
+/// Event times come mostly in order, hundreds an hour: most share it, and
+/// skip the date's checks and day count.
 #[derive(Clone, Copy)]
 struct LastHour {
-    /// Bytes 0..8 and 5..13 of the timestamp (`YYYY-MM-DDTHH`).
+    /// Bytes 0..8 and 5..13 of the timestamp.
     head: [u64; 2],
-    /// The instant the hour starts, in milliseconds.
     start_ms: i64,
 }
 
@@ -239,37 +244,21 @@ thread_local! {
 }
 
 impl LastHour {
-    /// The shape it serves, separators in place.
-    const SHAPE: &[u8; 24] = b"0000-00-00T00:00:00.000Z";
-
-    fn head(b: &[u8; 24]) -> [u64; 2] {
+    fn head(b: &[u8; 19]) -> [u64; 2] {
         let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default());
         [word(0), word(5)]
     }
 
-    /// `b` parsed, if it has the shape and falls in the remembered hour.
-    fn parse(b: &[u8]) -> Option<EventTime> {
-        let b: &[u8; 24] = b.try_into().ok()?;
+    /// When the hour of `b` starts, if it is the remembered one.
+    fn start(b: &[u8; 19]) -> Option<i64> {
         let last = LAST_HOUR.with(Cell::get)?;
-        let shaped = [13, 16, 19, 23].iter().all(|&at| b[at] == Self::SHAPE[at]);
-        if Self::head(b) != last.head || !shaped {
-            return None;
-        }
-        let (min, sec) = (digit_pair(b[14], b[15])?, digit_pair(b[17], b[18])?);
-        let ms = digit_pair(b[20], b[21])? * 10 + digit_pair(b'0', b[22])?;
-        if min > 59 || sec > 59 {
-            return None; // leap seconds and errors: the full parse decides
-        }
-        Some(EventTime(last.start_ms + (min * 60 + sec) * 1000 + ms))
+        (Self::head(b) == last.head).then_some(last.start_ms)
     }
 
-    /// Remembers the hour of `b`, a valid timestamp of [`Self::SHAPE`]'s
-    /// length and a zero offset, which starts at `start_ms`.
-    fn remember(b: &[u8], start_ms: i64) {
-        if let Ok(b) = <&[u8; 24]>::try_from(b) {
-            let head = Self::head(b);
-            LAST_HOUR.with(|last| last.set(Some(LastHour { head, start_ms })));
-        }
+    /// Remembers the hour of `b`, checked valid, which starts at `start_ms`.
+    fn remember(b: &[u8; 19], start_ms: i64) {
+        let head = Self::head(b);
+        LAST_HOUR.with(|last| last.set(Some(LastHour { head, start_ms })));
     }
 }
 
@@ -392,8 +381,8 @@ mod tests {
     }
 
     /// Timestamps in the hour of the one before take the short way; that
-    /// way too agrees with chrono, on valid and broken minutes, seconds
-    /// and milliseconds, and leap seconds go to chrono.
+    /// way too agrees with chrono, on valid and broken minutes, seconds,
+    /// milliseconds and offsets, and leap seconds go to chrono.
     #[test]
     fn parsing_in_the_last_hour_agrees_with_chrono() {
         let mut rng = fastrand::Rng::with_seed(11);
@@ -404,6 +393,13 @@ mod tests {
                 let t = EventTime(hour + rng.i64(0..3_600_000));
                 let text = t.to_rfc3339();
                 assert_eq!(EventTime::parse_rfc3339(&text), Some(t), "{text}");
+                // The same hour with an offset: the offset applies after it.
+                let shifted = text.replace('Z', "-01:30");
+                assert_eq!(
+                    EventTime::parse_rfc3339(&shifted),
+                    chrono(&shifted),
+                    "{shifted}"
+                );
                 let mut broken = text.into_bytes();
                 let at = rng.usize(13..24);
                 broken[at] = rng.u8(0..128);

@@ -352,27 +352,26 @@ impl<K: Clone + Ord, I: KeyIndex<K>> TimerWheel<K, I> {
                 self.place(idx);
             }
         }
-        self.give_back(level, slot, list);
+        let (level, slot) = (level as u8, slot as u8);
+        self.give_back(Loc::Slot { level, slot }, list);
     }
 
-    /// Returns an emptied list's room to its slot, unless the slot got a
+    /// Returns a worked-through list's room to `loc`, unless `loc` got a
     /// list of its own meanwhile.
-    fn give_back(&mut self, level: usize, slot: usize, mut list: Vec<u32>) {
+    fn give_back(&mut self, loc: Loc, mut list: Vec<u32>) {
         list.clear();
-        if self.slots[level][slot].is_empty() {
-            self.slots[level][slot] = list;
+        let home = self.list_mut(loc);
+        if home.is_empty() {
+            *home = list;
         }
     }
 
     fn drain_ready(&mut self, out: &mut Vec<(EventTime, K)>) {
-        let mut list = std::mem::take(&mut self.ready);
+        let list = std::mem::take(&mut self.ready);
         for &idx in &list {
             self.fire(idx, out);
         }
-        list.clear();
-        if self.ready.is_empty() {
-            self.ready = list;
-        }
+        self.give_back(Loc::Ready, list);
     }
 
     fn fire(&mut self, idx: u32, out: &mut Vec<(EventTime, K)>) {
