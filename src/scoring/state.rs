@@ -38,8 +38,9 @@ pub struct ModelState {
     /// Σ `RuleAcc::steady`.
     pub steady_total: f64,
     /// Accumulators of the rules that have matched, sorted by rule index
-    /// (inline for up to four: one cache-friendly block per model).
-    pub rules: SmallVec<[RuleAcc; 4]>,
+    /// (inline for up to five: one cache-friendly block per model; with
+    /// four, half the benchmark's contacts spilled their first model's).
+    pub rules: SmallVec<[RuleAcc; 5]>,
     /// Contributions tracked one by one, in expiry order (non-expiring last):
     /// those that expire, and those dated after `ref_time`.
     pub pending: Vec<Contribution>,
