@@ -72,7 +72,7 @@ pub fn prefetch_heap(state: &ContactState, seen: Option<*const u8>, parts: &Part
         if !parts.model(m) {
             continue;
         }
-        if !ms.pending.is_empty() {
+        if ms.pending.spilled() {
             prefetch(ms.pending.as_ptr());
         }
         if ms.rules.spilled() {

@@ -42,8 +42,9 @@ pub struct ModelState {
     /// four, half the benchmark's contacts spilled their first model's).
     pub rules: SmallVec<[RuleAcc; 5]>,
     /// Contributions tracked one by one, in expiry order (non-expiring last):
-    /// those that expire, and those dated after `ref_time`.
-    pub pending: Vec<Contribution>,
+    /// those that expire, and those dated after `ref_time`. Most contacts
+    /// hold none to two: inline, they cost no heap part of their own.
+    pub pending: SmallVec<[Contribution; 2]>,
     /// How many of `pending` are not folded into the sums.
     pub unfolded: u32,
     /// The next tier change without new input, as last predicted.
@@ -129,7 +130,7 @@ impl ModelState {
             decaying_total: 0.0,
             steady_total: 0.0,
             rules: SmallVec::new(),
-            pending: Vec::new(),
+            pending: SmallVec::new(),
             unfolded: 0,
             next: None,
         }
@@ -328,12 +329,6 @@ impl ModelState {
     fn add_pending(&mut self, c: Contribution) {
         let key = |c: &Contribution| c.expires.unwrap_or(EventTime::MAX);
         let at = self.pending.partition_point(|p| key(p) <= key(&c));
-        if self.pending.capacity() == 0 {
-            // Most contacts hold one or two: room for two at first (growing
-            // one into two was 18,600 `realloc`s on the benchmark file,
-            // each reading a cold neighbour chunk), doubling from there.
-            self.pending.reserve_exact(2);
-        }
         self.pending.insert(at, c);
     }
 }
