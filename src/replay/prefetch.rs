@@ -63,10 +63,9 @@ pub fn prefetch_heap(state: &ContactState, seen: Option<*const u8>, parts: &Part
     if let Some(ids) = seen {
         prefetch(ids);
     }
-    // An empty list's pointer is a dangling one, with no page to walk to.
-    let profile = state.profile.entries();
-    if parts.profile() && !profile.is_empty() {
-        prefetch(profile.as_ptr());
+    // Inline entries are in the slot, fetched already.
+    if parts.profile() && state.profile.spilled() {
+        prefetch(state.profile.entries().as_ptr());
     }
     for (m, ms) in state.models.iter().enumerate() {
         if !parts.model(m) {
