@@ -64,6 +64,50 @@ fn stored_bytes_of_known_states_do_not_change() {
     }
 }
 
+/// A model's rule accumulators and tracked contributions are kept inline
+/// up to a few and on the heap past that; either way they are stored as the
+/// plain lists they were stored as before (the same bytes).
+#[test]
+fn inline_or_spilled_parts_are_stored_as_plain_lists() {
+    use leadscore::scoring::state::{Contribution, RuleAcc};
+    use leadscore::scoring::{ModelState, Prediction};
+    use leadscore::time::EventTime;
+    #[derive(serde::Serialize)]
+    struct AsLists<'a> {
+        tier: u32,
+        fit: f64,
+        ref_time: EventTime,
+        decaying_total: f64,
+        steady_total: f64,
+        rules: &'a [RuleAcc],
+        pending: Vec<Contribution>,
+        unfolded: u32,
+        next: &'a Option<Prediction>,
+    }
+    let (mut lens, mut spilled) = (Vec::new(), 0);
+    for n in (0..60).step_by(3) {
+        for ms in busy_contact(n).state.models.iter() {
+            let plain = AsLists {
+                tier: ms.tier,
+                fit: ms.fit,
+                ref_time: ms.ref_time,
+                decaying_total: ms.decaying_total,
+                steady_total: ms.steady_total,
+                rules: &ms.rules,
+                pending: ms.pending.to_vec(),
+                unfolded: ms.unfolded,
+                next: &ms.next,
+            };
+            let bytes = postcard::to_stdvec(&plain).unwrap();
+            assert_eq!(postcard::to_stdvec(ms).unwrap(), bytes, "{n} events");
+            assert_eq!(&postcard::from_bytes::<ModelState>(&bytes).unwrap(), ms);
+            lens.push((ms.rules.len(), ms.pending.len()));
+            spilled += usize::from(ms.pending.spilled());
+        }
+    }
+    assert!(lens.iter().any(|&(_, p)| p == 0) && spilled > 0, "{lens:?}");
+}
+
 #[test]
 fn a_decoded_state_keeps_scoring_identically() {
     let mut a = busy_contact(50);

@@ -188,4 +188,27 @@ mod tests {
             assert!(p.get("f").is_none() && p.get("f200").is_none());
         }
     }
+
+    /// Stored as a list of entries, whether they are inline or spilled:
+    /// the same bytes as a plain `Vec` gave, and read back as they were.
+    #[test]
+    fn stored_as_a_list_inline_or_not() {
+        #[derive(Serialize)]
+        struct AsList<'a> {
+            entries: &'a [ProfileEntry],
+        }
+        for n in 0..8 {
+            let mut p = Profile::default();
+            for k in 0..n {
+                p.apply(&[(format!("f{k}").into(), text("x"))], t(k));
+            }
+            assert_eq!(p.spilled(), n > 3, "{n} fields");
+            let list = postcard::to_stdvec(&AsList {
+                entries: p.entries(),
+            })
+            .unwrap();
+            assert_eq!(postcard::to_stdvec(&p).unwrap(), list, "{n} fields");
+            assert_eq!(postcard::from_bytes::<Profile>(&list).unwrap(), p);
+        }
+    }
 }
