@@ -105,7 +105,10 @@ fn inline_or_spilled_parts_are_stored_as_plain_lists() {
             spilled += usize::from(ms.pending.spilled());
         }
     }
-    assert!(lens.iter().any(|&(_, p)| p == 0) && spilled > 0, "{lens:?}");
+    // Every case came up: none tracked, one or two inline, more spilled.
+    assert!(lens.iter().any(|&(_, p)| p == 0), "{lens:?}");
+    assert!(lens.iter().any(|&(_, p)| p == 1 || p == 2), "{lens:?}");
+    assert!(spilled > 0, "{lens:?}");
 }
 
 #[test]

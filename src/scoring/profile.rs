@@ -63,7 +63,7 @@ impl Profile {
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         entries.dedup_by(|a, b| a.name == b.name);
         Profile {
-            entries: SmallVec::from_vec(entries),
+            entries: entries.into_iter().collect(),
         }
     }
 
