@@ -59,14 +59,6 @@ impl Profile {
         }
     }
 
-    pub fn from_entries(mut entries: Vec<ProfileEntry>) -> Profile {
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        entries.dedup_by(|a, b| a.name == b.name);
-        Profile {
-            entries: entries.into_iter().collect(),
-        }
-    }
-
     /// Applies a form's fields observed at `t`; returns whether any present
     /// value changed (which is when fit must be recomputed).
     pub fn apply(&mut self, fields: &[(CompactString, FieldValue)], t: EventTime) -> bool {
